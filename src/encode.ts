@@ -1,0 +1,196 @@
+/**
+ * The wire format: every event this package writes is made here, as a string, with every field checked.
+ * No streams and no timers, so the rules can be tested on their own.
+ *
+ * @see https://html.spec.whatwg.org/multipage/server-sent-events.html#event-stream-interpretation
+ * @module
+ */
+import { fail, shown } from "./errors.ts";
+import type { EncodeOptions, EventInput } from "./types.ts";
+
+export type Serialize = (data: unknown) => string;
+
+/** Keys people reach for from other libraries, and the field that means the same here. */
+const RENAMED: Readonly<Record<string, string>> = {
+  type: "event",
+  name: "event",
+  message: "data",
+  payload: "data",
+  lastEventId: "id",
+  comments: "comment",
+};
+
+/**
+ * Encodes one event as the text a client reads, ending with the blank line that dispatches it.
+ *
+ * Fields come in this order: comment lines, `event`, `id`, `retry`, data lines. `data` and `comment` are split
+ * on CRLF, CR and LF, one line each, so every string reaches a conforming client whole. An object with `event`
+ * but no `data` gets one empty data line, so that clients dispatch it.
+ *
+ * Throws a `TypeError` naming the field when a value cannot be written safely: a CR or LF in `event`; a CR, LF
+ * or NUL in `id`; an `id` number that is not finite; a `retry` that is not a non-negative safe integer; a field
+ * of the wrong type; `serialize` returning something other than a string; an unknown key; an input that is
+ * neither a string nor a plain object.
+ *
+ * @param input A string (the data of a `message` event) or an event object.
+ * @param options `serialize` turns non-string `data` into text.
+ * @returns The wire text; every line ends with LF.
+ * @see https://html.spec.whatwg.org/multipage/server-sent-events.html#event-stream-interpretation
+ *
+ * @example Multi-line data becomes one data line per line
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { encodeEvent } from "eventsource-server";
+ *
+ * assert.equal(encodeEvent("hello"), "data: hello\n\n");
+ * assert.equal(encodeEvent({ event: "note", data: "one\ntwo" }), "event: note\ndata: one\ndata: two\n\n");
+ * assert.equal(encodeEvent({ id: 7, data: { n: 1 } }), 'id: 7\ndata: {"n":1}\n\n');
+ * ```
+ *
+ * @example A misspelt field is an error that says what to write instead
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { encodeEvent } from "eventsource-server";
+ *
+ * assert.throws(() => encodeEvent({ type: "tick" } as never), {
+ *   name: "TypeError",
+ *   message: 'encodeEvent: unknown key "type"; put the event type in "event"',
+ * });
+ * ```
+ */
+export function encodeEvent(input: EventInput, options?: EncodeOptions): string {
+  return encodeWith(input, serializerOf("encodeEvent", options), "encodeEvent");
+}
+
+/** Checks an options object's `serialize` once, up front, and returns the one to use. */
+export function serializerOf(where: string, options: EncodeOptions | undefined): Serialize {
+  if (options === undefined) return JSON.stringify;
+  if (options === null || typeof options !== "object") {
+    fail(where, `options must be an object, got ${shown(options)}`);
+  }
+  const { serialize } = options;
+  if (serialize === undefined) return JSON.stringify;
+  if (typeof serialize !== "function") {
+    fail(where, `options.serialize must be a function, got ${shown(serialize)}`);
+  }
+  return serialize;
+}
+
+/** `encodeEvent` with a checked serializer, for the modules that encode many events; `where` names the API in errors. */
+export function encodeWith(input: EventInput, serialize: Serialize, where: string): string {
+  // The most common event, a string with no line break, costs one concatenation.
+  if (typeof input === "string") return `${lines("data: ", input)}\n`;
+  if (!isPlainObject(input)) {
+    fail(where, `input must be a string or a plain object, got ${shown(input)}`);
+  }
+
+  let event: unknown;
+  let data: unknown;
+  let id: unknown;
+  let retry: unknown;
+  let comment: unknown;
+  for (const key in input) {
+    const value: unknown = input[key as keyof typeof input];
+    switch (key) {
+      case "event":
+        event = value;
+        break;
+      case "data":
+        data = value;
+        break;
+      case "id":
+        id = value;
+        break;
+      case "retry":
+        retry = value;
+        break;
+      case "comment":
+        comment = value;
+        break;
+      default: {
+        const instead = RENAMED[key];
+        const hint = instead === undefined ? "" : `; put the ${hintOf(instead)} in "${instead}"`;
+        fail(where, `unknown key ${shown(key)}${hint}`);
+      }
+    }
+  }
+
+  let text = "";
+  if (comment !== undefined) {
+    if (typeof comment !== "string") fail(where, `input.comment must be a string, got ${shown(comment)}`);
+    text += lines(":", comment);
+  }
+  if (event !== undefined) {
+    if (typeof event !== "string") fail(where, `input.event must be a string, got ${shown(event)}`);
+    // A line break would end the field early and let the rest be read as fields of the caller's choosing.
+    if (event.includes("\n") || event.includes("\r")) {
+      fail(where, `input.event must not contain CR or LF, got ${shown(event)}`);
+    }
+    text += `event: ${event}\n`;
+  }
+  if (id !== undefined) {
+    if (typeof id === "number") {
+      if (!Number.isFinite(id)) fail(where, `input.id must be a finite number or a string, got ${shown(id)}`);
+      text += `id: ${id}\n`;
+    } else if (typeof id === "string") {
+      // Clients ignore an id field that holds a NUL, so the caller's id would silently not take effect.
+      if (id.includes("\n") || id.includes("\r") || id.includes("\0")) {
+        fail(where, `input.id must not contain CR, LF or NUL, got ${shown(id)}`);
+      }
+      text += `id: ${id}\n`;
+    } else {
+      fail(where, `input.id must be a string or a finite number, got ${shown(id)}`);
+    }
+  }
+  if (retry !== undefined) {
+    if (!isRetry(retry)) fail(where, `input.retry must be a non-negative safe integer, got ${shown(retry)}`);
+    text += `retry: ${retry}\n`;
+  }
+  if (data !== undefined) {
+    const serialized = typeof data === "string" ? data : serialize(data);
+    if (typeof serialized !== "string") {
+      fail(where, `input.data must serialize to a string, got ${shown(serialized)}`);
+    }
+    text += lines("data: ", serialized);
+  } else if (event !== undefined) {
+    // A client drops an event whose data buffer is empty, so a named event with no data needs one empty line.
+    text += "data: \n";
+  }
+  return `${text}\n`;
+}
+
+/** True for what the wire's `retry` field can carry: a whole number of milliseconds, 0 or more. */
+export function isRetry(value: unknown): value is number {
+  return typeof value === "number" && Number.isSafeInteger(value) && value >= 0;
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  if (value === null || typeof value !== "object") return false;
+  const proto: unknown = Object.getPrototypeOf(value);
+  return proto === Object.prototype || proto === null;
+}
+
+function hintOf(field: string): string {
+  return field === "event" ? "event type" : field;
+}
+
+/**
+ * `value` as one `prefix` line per line, each ending with LF. CRLF, CR and LF all end a line, as clients read
+ * them; a CRLF counts once, or `"a\r\nb"` would reach the client as `"a\n\nb"`.
+ */
+function lines(prefix: string, value: string): string {
+  // indexOf scans natively; a string with no line break needs no loop, no regex and no array.
+  let lf = value.indexOf("\n");
+  let cr = value.indexOf("\r");
+  if (lf === -1 && cr === -1) return `${prefix}${value}\n`;
+  let text = "";
+  let start = 0;
+  for (;;) {
+    if (lf !== -1 && lf < start) lf = value.indexOf("\n", start);
+    if (cr !== -1 && cr < start) cr = value.indexOf("\r", start);
+    const end = lf === -1 ? cr : cr === -1 ? lf : Math.min(lf, cr);
+    if (end === -1) return `${text}${prefix}${value.slice(start)}\n`;
+    text += `${prefix}${value.slice(start, end)}\n`;
+    start = end === cr && lf === cr + 1 ? end + 2 : end + 1;
+  }
+}

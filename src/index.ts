@@ -1,0 +1,23 @@
+/**
+ * Server-Sent Events for any runtime that speaks the Fetch API.
+ *
+ * `eventSourceResponse(source)` turns an async iterable of events into a streaming `Response`;
+ * `EventSourceEncoderStream` and `encodeEvent` are the encoder under it; `lastEventId(request)` reads where a
+ * reconnecting client left off.
+ *
+ * @see https://html.spec.whatwg.org/multipage/server-sent-events.html
+ * @module
+ */
+export { encodeEvent } from "./encode.ts";
+export { EventSourceEncoderStream } from "./encoder-stream.ts";
+export { lastEventId } from "./last-event-id.ts";
+export { eventSourceResponse } from "./response.ts";
+export type {
+  EncodeOptions,
+  EventInput,
+  EventSourceContext,
+  EventSourceResponseInit,
+  EventSourceSource,
+  EventStreamLike,
+  ServerSentEvent,
+} from "./types.ts";

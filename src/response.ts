@@ -1,0 +1,288 @@
+import { encodeWith, isRetry, type Serialize, serializerOf } from "./encode.ts";
+import { fail, shown } from "./errors.ts";
+import { silenceTimer } from "./keep-alive.ts";
+import { isRequest, lastEventId } from "./last-event-id.ts";
+import { badSource, isSource, type Puller, pullerOf } from "./source.ts";
+import type { EventInput, EventSourceResponseInit, EventSourceSource, EventStreamLike } from "./types.ts";
+
+const DEFAULT_HEADERS: readonly (readonly [string, string])[] = [
+  ["content-type", "text/event-stream; charset=utf-8"],
+  // no-transform: Next.js and some proxies otherwise gzip the stream and hold bytes back.
+  ["cache-control", "no-cache, no-transform"],
+  // nginx buffers proxied responses unless told not to.
+  ["x-accel-buffering", "no"],
+];
+
+/** Past this, timers fire at once, so a larger keep-alive would turn into a busy loop. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+const DEFAULT_KEEP_ALIVE_MS = 8_000;
+
+/** An empty comment: the first chunk when there is no `retry`, and the heartbeat. */
+export const COMMENT = ":\n\n";
+
+const encoder = new TextEncoder();
+
+/** `init`, checked once, with defaults filled in. */
+export interface StreamOptions {
+  request: Request | undefined;
+  signal: AbortSignal | undefined;
+  retry: number | undefined;
+  keepAliveMs: number;
+  serialize: Serialize;
+  onError: (error: unknown) => EventInput | void;
+  responseInit: ResponseInit;
+}
+
+/**
+ * Makes a streaming `text/event-stream` response of an async iterable, an iterable, a `ReadableStream`, or a
+ * function returning one of them. Returns at once; the source is read as the client reads the body.
+ *
+ * Throws a `TypeError`, synchronously, for a source of none of those forms (a bare string included) and for an
+ * invalid `init` option.
+ *
+ * The first chunk (the `retry:` field, else a comment) is written at once, so headers reach the client before
+ * the first event. Each event is written as soon as the source yields it, and the source is pulled only as
+ * fast as the client reads. When the client leaves or `init.signal` aborts, the source is stopped (a
+ * generator's `finally` runs, a stream is cancelled), the context signal aborts and the keep-alive timer ends.
+ * When the source throws or yields an invalid event, `onError` is called once and the body closes normally.
+ *
+ * @param source The events, or a function of `{ signal, lastEventId }` that returns them.
+ * @param init `ResponseInit` (`status`, `headers`, …) plus `request`, `signal`, `retry`, `keepAlive`,
+ *   `serialize` and `onError`.
+ * @returns A `Response` with a `ReadableStream<Uint8Array>` body and the event-stream headers.
+ * @see https://html.spec.whatwg.org/multipage/server-sent-events.html
+ *
+ * @example A Fetch handler that counts to three
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { eventSourceResponse } from "eventsource-server";
+ *
+ * async function* count() {
+ *   for (let n = 1; n <= 3; n++) yield { event: "count", data: String(n) };
+ * }
+ * const response = eventSourceResponse(count());
+ * assert.equal(response.headers.get("content-type"), "text/event-stream; charset=utf-8");
+ * assert.equal(
+ *   await response.text(),
+ *   ":\n\nevent: count\ndata: 1\n\nevent: count\ndata: 2\n\nevent: count\ndata: 3\n\n",
+ * );
+ * ```
+ *
+ * @example A source that resumes after the client's last event ID and stops when the client leaves
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { eventSourceResponse } from "eventsource-server";
+ *
+ * const request = new Request("http://localhost/events", { headers: { "last-event-id": "41" } });
+ * const response = eventSourceResponse(
+ *   async function* ({ signal, lastEventId }) {
+ *     let id = Number(lastEventId ?? 0);
+ *     while (!signal.aborted) yield { id: ++id, data: "tick" };
+ *   },
+ *   { request, retry: 2_000 },
+ * );
+ * const reader = response.body!.pipeThrough(new TextDecoderStream()).getReader();
+ * assert.equal((await reader.read()).value, "retry: 2000\n\n");
+ * assert.equal((await reader.read()).value, "id: 42\ndata: tick\n\n");
+ * await reader.cancel();
+ * ```
+ */
+export function eventSourceResponse(source: EventSourceSource, init?: EventSourceResponseInit): Response {
+  const where = "eventSourceResponse";
+  if (!isSource(source)) badSource(where, source);
+  const options = streamOptions(where, init);
+  return eventStreamResponse(eventStream(source, options), options);
+}
+
+/** Checks `init` once, before anything starts, so a bad option throws now and not on the first read. */
+export function streamOptions(where: string, init: EventSourceResponseInit | undefined): StreamOptions {
+  if (init === undefined) init = {};
+  else if (init === null || typeof init !== "object") fail(where, `init must be an object, got ${shown(init)}`);
+  const { request, signal, retry, keepAlive, serialize, onError, ...responseInit } = init;
+  if (request !== undefined && !isRequest(request)) {
+    fail(where, `init.request must be a Request, got ${shown(request)}`);
+  }
+  if (signal !== undefined && !isSignal(signal)) {
+    fail(where, `init.signal must be an AbortSignal, got ${shown(signal)}`);
+  }
+  if (retry !== undefined && !isRetry(retry)) {
+    fail(where, `init.retry must be a non-negative safe integer, got ${shown(retry)}`);
+  }
+  const keepAliveMs = keepAlive ?? DEFAULT_KEEP_ALIVE_MS;
+  if (keepAliveMs !== false && !(Number.isInteger(keepAliveMs) && keepAliveMs >= 0 && keepAliveMs <= MAX_TIMER_MS)) {
+    fail(where, `init.keepAlive must be false or whole ms up to ${MAX_TIMER_MS}, got ${shown(keepAliveMs)}`);
+  }
+  if (onError !== undefined && typeof onError !== "function") {
+    fail(where, `init.onError must be a function, got ${shown(onError)}`);
+  }
+  return {
+    request,
+    signal,
+    retry,
+    keepAliveMs: keepAliveMs || 0,
+    serialize: serializerOf(where, { serialize }),
+    onError: onError ?? reportError,
+    responseInit,
+  };
+}
+
+/** Wraps an event-stream body in a `Response` with the default headers under the caller's. */
+export function eventStreamResponse(body: ReadableStream<Uint8Array>, options: StreamOptions): Response {
+  const headers = new Headers(options.responseInit.headers);
+  for (const [name, value] of DEFAULT_HEADERS) if (!headers.has(name)) headers.set(name, value);
+  return new Response(body, { ...options.responseInit, headers });
+}
+
+/** The first chunk: written at once, since some runtimes hold the headers back until the first body byte. */
+export function firstChunk(retry: number | undefined): Uint8Array {
+  return encoder.encode(retry === undefined ? COMMENT : `retry: ${retry}\n\n`);
+}
+
+/**
+ * Calls `onEnd` once, the first time the request or the caller's signal aborts; returns the function that
+ * stops listening. An already-aborted signal calls `onEnd` at once.
+ */
+export function onAbort(options: StreamOptions, onEnd: (reason: unknown) => void): () => void {
+  const signals = [options.signal, options.request?.signal].filter((s): s is AbortSignal => s != null);
+  const aborted = signals.find((s) => s.aborted);
+  if (aborted) {
+    onEnd(aborted.reason);
+    return () => {};
+  }
+  const listener = (event: Event): void => onEnd((event.target as AbortSignal).reason);
+  for (const signal of signals) signal.addEventListener("abort", listener, { once: true });
+  return () => {
+    for (const signal of signals) signal.removeEventListener("abort", listener);
+  };
+}
+
+function eventStream(source: EventSourceSource, options: StreamOptions): ReadableStream<Uint8Array> {
+  const { serialize, onError, keepAliveMs } = options;
+  const context = new AbortController();
+  let controller: ReadableStreamDefaultController<Uint8Array>;
+  let puller: Puller | undefined;
+  // Set when the source has ended by itself, so it is not stopped a second time.
+  let sourceDone = false;
+  let ended = false;
+  let stopListening = (): void => {};
+  const silence =
+    keepAliveMs > 0
+      ? silenceTimer(keepAliveMs, () => {
+          // A client that has not read the last chunk is not idle; piling heartbeats behind it helps no one.
+          if ((controller.desiredSize ?? 0) > 0) controller.enqueue(encoder.encode(COMMENT));
+        })
+      : undefined;
+
+  function write(text: string): void {
+    controller.enqueue(encoder.encode(text));
+    silence?.touch();
+  }
+
+  /** Every way the stream ends comes through here, once. */
+  function end(reason: unknown, closeBody: boolean): void {
+    if (ended) return;
+    ended = true;
+    silence?.stop();
+    stopListening();
+    context.abort(reason);
+    if (puller !== undefined && !sourceDone) stopSource(puller, reason);
+    if (closeBody) controller.close();
+  }
+
+  function stopSource(source: Puller, reason: unknown): void {
+    // A failing finally block must not become an unhandled rejection; it is the source's error all the same.
+    try {
+      const stopped = source.stop(reason);
+      if (isThenable(stopped)) stopped.then(undefined, report);
+    } catch (error) {
+      report(error);
+    }
+  }
+
+  function report(error: unknown): void {
+    try {
+      onError(error);
+    } catch {
+      // The stream has already ended; there is nothing left for onError's own error to end.
+    }
+  }
+
+  async function fill(): Promise<void> {
+    let result: IteratorResult<unknown>;
+    try {
+      if (puller === undefined) {
+        const made: EventStreamLike =
+          typeof source === "function" ? await source({ signal: context.signal, lastEventId: idOf(options) }) : source;
+        puller = pullerOf("eventSourceResponse", made);
+        // The client may have left while the function was running; its source must still be stopped.
+        if (ended) return stopSource(puller, context.signal.reason);
+      }
+      const next = puller.next();
+      result = isThenable(next) ? await next : next;
+    } catch (error) {
+      // A source that threw is finished, as a for-of loop would treat it: there is nothing left to stop.
+      sourceDone = true;
+      throw error;
+    }
+    if (ended) return;
+    if (result.done) {
+      sourceDone = true;
+      return end(undefined, true);
+    }
+    // An invalid event throws here, with the source suspended at its yield: end() will stop it.
+    write(encodeWith(result.value as EventInput, serialize, "encodeEvent"));
+  }
+
+  return new ReadableStream<Uint8Array>(
+    {
+      start(c) {
+        controller = c;
+        controller.enqueue(firstChunk(options.retry));
+        stopListening = onAbort(options, (reason) => end(reason, true));
+      },
+      async pull() {
+        if (ended) return;
+        try {
+          await fill();
+        } catch (error) {
+          if (ended) return;
+          let fallback: EventInput | void;
+          try {
+            fallback = onError(error);
+            if (fallback !== undefined) write(encodeWith(fallback, serialize, "encodeEvent"));
+          } catch (fatal) {
+            end(fatal, false);
+            controller.error(fatal);
+            return;
+          }
+          end(error, true);
+        }
+      },
+      cancel(reason) {
+        end(reason, false);
+      },
+    },
+    { highWaterMark: 1 },
+  );
+}
+
+function idOf(options: StreamOptions): string | null {
+  return options.request === undefined ? null : lastEventId(options.request);
+}
+
+function isSignal(value: unknown): value is AbortSignal {
+  return (
+    value !== null &&
+    typeof value === "object" &&
+    typeof (value as AbortSignal).aborted === "boolean" &&
+    typeof (value as AbortSignal).addEventListener === "function"
+  );
+}
+
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return typeof (value as PromiseLike<unknown> | null)?.then === "function";
+}
+
+function reportError(error: unknown): void {
+  console.error(error);
+}

@@ -1,0 +1,70 @@
+/**
+ * One event, as the fields of the `text/event-stream` wire format. Every field is optional.
+ *
+ * @see https://html.spec.whatwg.org/multipage/server-sent-events.html#event-stream-interpretation
+ */
+export interface ServerSentEvent {
+  /** The event type a client listens for with `addEventListener`; must not contain CR or LF. Omitted: `message`. */
+  event?: string | undefined;
+  /** A string is sent as is, one `data:` line per line; anything else goes through `serialize` (`JSON.stringify` by default). */
+  data?: unknown;
+  /** The client's new last event ID; must not contain CR, LF or NUL. `""` resets it. */
+  id?: string | number | undefined;
+  /** The client's reconnection time in milliseconds: a non-negative safe integer. */
+  retry?: number | undefined;
+  /** Written as comment lines, which clients never dispatch. */
+  comment?: string | undefined;
+}
+
+/** What a source may yield: a bare string is the data of a `message` event. */
+export type EventInput = string | ServerSentEvent;
+
+/** What a function source is called with. */
+export interface EventSourceContext {
+  /** Aborts the moment the stream ends for any reason: client gone, `init.signal`, source done, error. */
+  signal: AbortSignal;
+  /** The `Last-Event-ID` of `init.request` (see `lastEventId`), or `null`. */
+  lastEventId: string | null;
+}
+
+/** A sequence of events: async iterable, iterable (but never a bare string) or stream. */
+export type EventStreamLike = AsyncIterable<EventInput> | Iterable<EventInput> | ReadableStream<EventInput>;
+
+/** What `eventSourceResponse` takes: a sequence of events, or a function called once to make one. */
+export type EventSourceSource =
+  | EventStreamLike
+  | ((context: EventSourceContext) => EventStreamLike | Promise<EventStreamLike>);
+
+/** Options shared by the encoder, the encoder stream and the channel. */
+export interface EncodeOptions {
+  /**
+   * Turns non-string `data` into text; must return a string.
+   * @default JSON.stringify
+   */
+  serialize?: ((data: unknown) => string) | undefined;
+}
+
+/** `ResponseInit` plus the options of an event stream. */
+export interface EventSourceResponseInit extends ResponseInit {
+  /** The request being answered: its `signal` ends the stream, its `Last-Event-ID` reaches a function source. */
+  request?: Request | undefined;
+  /** Aborting it ends the stream cleanly: the source is stopped and the body closes normally. */
+  signal?: AbortSignal | undefined;
+  /** Reconnection time in ms, written first as a `retry:` field. */
+  retry?: number | undefined;
+  /**
+   * Milliseconds of silence before a comment line is written to keep the connection open; `false` or `0`: none.
+   * @default 8000
+   */
+  keepAlive?: number | false | undefined;
+  /**
+   * Turns non-string `data` into text; must return a string.
+   * @default JSON.stringify
+   */
+  serialize?: ((data: unknown) => string) | undefined;
+  /**
+   * Called once when the source throws or yields an invalid event; an event it returns is written before the body closes.
+   * @default console.error
+   */
+  onError?: ((error: unknown) => EventInput | void) | undefined;
+}

@@ -1,0 +1,17 @@
+import { fileURLToPath } from "node:url";
+import { defineConfig } from "vitest/config";
+
+export default defineConfig({
+  resolve: {
+    // Examples and tests import the package by name, as users do; here that name means this checkout's source.
+    alias: { "eventsource-server": fileURLToPath(new URL("./src/index.ts", import.meta.url)) },
+  },
+  test: {
+    include: ["test/**/*.test.ts"],
+    // Unhandled rejections fail the run (vitest's default); never turn that off.
+    dangerouslyIgnoreUnhandledErrors: false,
+    testTimeout: 20_000,
+    hookTimeout: 60_000,
+    restoreMocks: true,
+  },
+});
