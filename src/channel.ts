@@ -1,0 +1,358 @@
+/**
+ * The push side: `emit` from anywhere, and every connected client receives the event. Each event is checked
+ * and encoded once, and the same bytes are queued for every subscriber, so the cost of an emit is one encode
+ * plus one queue push per client.
+ *
+ * @module
+ */
+import { encodeWith, isRetry, type Serialize, serializerOf } from "./encode.ts";
+import { fail, shown } from "./errors.ts";
+import { type SilenceTimer, silenceTimer } from "./keep-alive.ts";
+import { isRequest, lastEventId } from "./last-event-id.ts";
+import { COMMENT, eventStreamResponse, firstChunk, onAbort, type StreamOptions, streamOptions } from "./response.ts";
+import type { EventInput, EventSourceResponseInit } from "./types.ts";
+
+/** The options of `new EventChannel(options)`. */
+export interface EventChannelOptions {
+  /**
+   * How many of the latest events to keep, so a client that reconnects with the `Last-Event-ID` of one of
+   * them receives every event after it. `0` keeps none.
+   * @default 0
+   */
+  replay?: number | undefined;
+  /**
+   * Bytes a subscriber may leave unread before its stream is closed (its client then reconnects and resumes
+   * from the history); protects the server's memory from a client that stopped reading.
+   * @default 1048576 (1 MiB)
+   */
+  maxBufferedBytes?: number | undefined;
+  /**
+   * Turns non-string `data` into text; must return a string. Called once per `emit`, whatever the number of
+   * subscribers.
+   * @default JSON.stringify
+   */
+  serialize?: ((data: unknown) => string) | undefined;
+}
+
+const DEFAULT_MAX_BUFFERED_BYTES = 1024 * 1024;
+
+/** Options people reach for here that belong to each response, and where to put them instead. */
+const PER_RESPONSE = new Set(["keepAlive", "retry", "headers", "status", "signal", "request", "onError"]);
+
+const encoder = new TextEncoder();
+// Encoded once: every heartbeat of every subscriber is the same bytes.
+const HEARTBEAT = encoder.encode(COMMENT);
+
+/** One emitted event as the history keeps it: its bytes, and its `id` as the client will echo it. */
+interface Entry {
+  id: string | undefined;
+  bytes: Uint8Array;
+}
+
+/** One open subscriber stream. */
+interface Subscriber {
+  controller: ReadableStreamDefaultController<Uint8Array>;
+  keepAliveMs: number;
+  stopListening: () => void;
+}
+
+/** Subscribers sharing one keep-alive value share one timer: 10,000 clients cost one timer, not 10,000. */
+interface KeepAliveGroup {
+  timer: SilenceTimer;
+  members: Set<Subscriber>;
+}
+
+/**
+ * A broadcast channel of events: `emit` an event once, and every client connected through `response()`
+ * receives it. Use one channel per topic, in a long-lived place (a module, a Durable Object).
+ *
+ * `emit` checks and encodes each event once and queues the same bytes for every subscriber; it never awaits
+ * and never waits for a slow client. Each subscriber counts its unread bytes, and a subscriber that leaves more
+ * than `maxBufferedBytes` unread is closed (normally, so its client reconnects) while the others go on.
+ *
+ * With `replay: N`, the last `N` events are kept. A client that reconnects with the `Last-Event-ID` of one of
+ * them receives every event emitted after it, then the live ones, with nothing lost or doubled. A client
+ * whose `Last-Event-ID` is not in the history receives the whole history first: it was connected before, so it
+ * missed at least the events since its id dropped out (or since the server restarted), and the history is the
+ * most recent part of what it missed. A client without a `Last-Event-ID` receives live events only.
+ *
+ * Throws a `TypeError` for an invalid option: `replay` must be a non-negative safe integer, `maxBufferedBytes`
+ * a positive safe integer, `serialize` a function.
+ *
+ * @param options `replay`, `maxBufferedBytes` and `serialize`.
+ * @see https://html.spec.whatwg.org/multipage/server-sent-events.html#the-last-event-id-header
+ *
+ * @example Every subscriber receives every event emitted after it subscribed
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { EventChannel } from "eventsource-server";
+ *
+ * const channel = new EventChannel();
+ * const alice = channel.response(new Request("http://localhost/events"));
+ * const bob = channel.response(new Request("http://localhost/events"));
+ * assert.equal(channel.subscribers, 2);
+ * channel.emit({ event: "note", data: "hello" });
+ * channel.close();
+ * assert.equal(await alice.text(), ":\n\nevent: note\ndata: hello\n\n");
+ * assert.equal(await bob.text(), ":\n\nevent: note\ndata: hello\n\n");
+ * ```
+ *
+ * @example A reconnecting client resumes after its last event ID
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { EventChannel } from "eventsource-server";
+ *
+ * const channel = new EventChannel({ replay: 100 });
+ * for (let id = 1; id <= 3; id++) channel.emit({ id, data: `event ${id}` });
+ * const request = new Request("http://localhost/events", { headers: { "last-event-id": "2" } });
+ * const response = channel.response(request, { retry: 1_000 });
+ * channel.emit({ id: 4, data: "event 4" });
+ * channel.close();
+ * assert.equal(await response.text(), "retry: 1000\n\nid: 3\ndata: event 3\n\nid: 4\ndata: event 4\n\n");
+ * ```
+ */
+export class EventChannel {
+  readonly #serialize: Serialize;
+  readonly #replay: number;
+  readonly #maxBufferedBytes: number;
+  readonly #subscribers = new Set<Subscriber>();
+  readonly #keepAlive = new Map<number, KeepAliveGroup>();
+  /** A ring of the last `#replay` events; `#next` is where the next one goes, the oldest once it is full. */
+  readonly #history: Entry[] = [];
+  #next = 0;
+  #closed = false;
+
+  constructor(options?: EventChannelOptions) {
+    const where = "EventChannel";
+    this.#serialize = serializerOf(where, options);
+    const { replay = 0, maxBufferedBytes = DEFAULT_MAX_BUFFERED_BYTES, ...rest } = options ?? {};
+    if (!isRetry(replay)) fail(where, `options.replay must be a non-negative safe integer, got ${shown(replay)}`);
+    if (!(isRetry(maxBufferedBytes) && maxBufferedBytes > 0)) {
+      fail(where, `options.maxBufferedBytes must be a positive safe integer, got ${shown(maxBufferedBytes)}`);
+    }
+    for (const key of Object.keys(rest)) {
+      if (key === "serialize") continue;
+      const hint = PER_RESPONSE.has(key) ? `; pass ${key} to channel.response(request, init)` : "";
+      fail(where, `unknown option ${shown(key)}${hint}`);
+    }
+    this.#replay = replay;
+    this.#maxBufferedBytes = maxBufferedBytes;
+  }
+
+  /** The number of open subscriber streams. */
+  get subscribers(): number {
+    return this.#subscribers.size;
+  }
+
+  /**
+   * Sends one event to every subscriber, and keeps it in the history when `replay` is set. Returns at once:
+   * the bytes are queued, never awaited.
+   *
+   * Throws a `TypeError`, and sends nothing, for an input `encodeEvent` would reject, and after `close()`.
+   *
+   * @param input A string (the data of a `message` event) or an event object.
+   *
+   * @example Emit a named event with JSON data
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { EventChannel } from "eventsource-server";
+   *
+   * const channel = new EventChannel();
+   * const response = channel.response();
+   * channel.emit({ event: "price", data: { symbol: "ACME", cents: 1234 } });
+   * assert.throws(() => channel.emit({ event: "a\nb" }), TypeError);
+   * channel.close();
+   * assert.throws(() => channel.emit("late"), TypeError);
+   * assert.equal(await response.text(), ':\n\nevent: price\ndata: {"symbol":"ACME","cents":1234}\n\n');
+   * ```
+   */
+  emit(input: EventInput): void {
+    if (this.#closed) fail("EventChannel.emit", "the channel is closed; make a new EventChannel");
+    const bytes = encoder.encode(encodeWith(input, this.#serialize, "EventChannel.emit"));
+    if (this.#replay > 0) this.#remember(idOf(input), bytes);
+    // Deleting from a Set while iterating it is safe: an evicted subscriber is simply not visited again.
+    for (const subscriber of this.#subscribers) {
+      const { controller } = subscriber;
+      controller.enqueue(bytes);
+      // desiredSize is maxBufferedBytes minus the unread bytes: below zero, this client has fallen too far behind.
+      if ((controller.desiredSize ?? 0) < 0) this.#leave(subscriber, true);
+    }
+    for (const group of this.#keepAlive.values()) group.timer.touch();
+  }
+
+  /**
+   * A streaming `text/event-stream` response that subscribes to this channel, at once: every event emitted
+   * after this call reaches it, even before its body is first read. When the request carries a `Last-Event-ID`
+   * (header or `lastEventId` query parameter), the history is replayed first (see the class).
+   *
+   * The first chunk (the `retry:` field, else a comment) is written at once. The subscriber leaves when its
+   * body is cancelled, when the request's signal or `init.signal` aborts (the body then closes normally), when
+   * it falls more than `maxBufferedBytes` behind, or when the channel closes. After `close()`, the body closes
+   * right after its first chunk.
+   *
+   * Throws a `TypeError` for a `request` that is not a `Request` and for an invalid `init` option, as
+   * `eventSourceResponse` does. `init.serialize` and `init.onError` are `TypeError`s too: a channel encodes once
+   * for every subscriber (pass `serialize` to the constructor), and has no source that could fail.
+   *
+   * @param request The request being answered: its signal ends the subscription, its `Last-Event-ID` picks the
+   *   replay. Also accepted as `init.request`.
+   * @param init `ResponseInit` (`status`, `headers`, …) plus `signal`, `retry` and `keepAlive` (default 8000 ms).
+   * @returns A `Response` with a `ReadableStream<Uint8Array>` body and the event-stream headers.
+   *
+   * @example A Fetch handler
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { EventChannel } from "eventsource-server";
+   *
+   * const channel = new EventChannel({ replay: 50 });
+   * function handle(request: Request): Response {
+   *   return channel.response(request, { retry: 2_000 });
+   * }
+   * const response = handle(new Request("http://localhost/events"));
+   * assert.equal(response.headers.get("content-type"), "text/event-stream; charset=utf-8");
+   * channel.emit("hello");
+   * channel.close();
+   * assert.equal(await response.text(), "retry: 2000\n\ndata: hello\n\n");
+   * ```
+   */
+  response(request?: Request, init?: EventSourceResponseInit): Response {
+    const where = "EventChannel.response";
+    if (request !== undefined && !isRequest(request)) {
+      const hint = request !== null && typeof request === "object" ? "; options go in the second argument" : "";
+      fail(where, `request must be a Request, got ${shown(request)}${hint}`);
+    }
+    const options = streamOptions(where, init);
+    if (init?.serialize !== undefined) {
+      fail(where, "init.serialize has no effect on a channel; pass serialize to new EventChannel(options)");
+    }
+    if (init?.onError !== undefined) {
+      fail(where, "init.onError has no effect on a channel, which has no source that could fail");
+    }
+    if (request !== undefined) options.request = request;
+    return eventStreamResponse(this.#subscribe(options), options);
+  }
+
+  /**
+   * Ends every subscriber stream normally and stops every timer; their clients reconnect (to wherever the
+   * channel's replacement is). Calling it again does nothing. After it, `emit` throws and `response()` is a
+   * body that closes at once.
+   *
+   * @example Close the channel when its topic ends
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { EventChannel } from "eventsource-server";
+   *
+   * const channel = new EventChannel();
+   * const response = channel.response();
+   * channel.close();
+   * assert.equal(channel.subscribers, 0);
+   * assert.equal(await response.text(), ":\n\n");
+   * ```
+   */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const subscriber of this.#subscribers) this.#leave(subscriber, true);
+    this.#history.length = 0;
+  }
+
+  /** Everything from the subscriber's first chunk to its joining happens in one synchronous step: no emit can fall between. */
+  #subscribe(options: StreamOptions): ReadableStream<Uint8Array> {
+    let subscriber: Subscriber | undefined;
+    return new ReadableStream<Uint8Array>(
+      {
+        start: (controller) => {
+          controller.enqueue(firstChunk(options.retry));
+          if (this.#closed) return controller.close();
+          const joining: Subscriber = { controller, keepAliveMs: options.keepAliveMs, stopListening: noop };
+          let abortedAlready = false;
+          joining.stopListening = onAbort(options, () => {
+            if (subscriber === undefined) abortedAlready = true;
+            else this.#leave(subscriber, true);
+          });
+          if (abortedAlready) return controller.close();
+          const id = options.request === undefined ? null : lastEventId(options.request);
+          // The replay is not held to maxBufferedBytes: the client asked for it, and evicting it would only
+          // make it ask again. The next emit checks the total.
+          if (id !== null) for (const bytes of this.#since(id)) controller.enqueue(bytes);
+          subscriber = joining;
+          this.#join(subscriber);
+        },
+        cancel: () => {
+          if (subscriber !== undefined) this.#leave(subscriber, false);
+        },
+      },
+      // A byte-counting queue: desiredSize is maxBufferedBytes minus the bytes this client has not read yet.
+      { highWaterMark: this.#maxBufferedBytes, size: (chunk) => chunk.byteLength },
+    );
+  }
+
+  #join(subscriber: Subscriber): void {
+    this.#subscribers.add(subscriber);
+    const { keepAliveMs } = subscriber;
+    if (keepAliveMs === 0) return;
+    let group = this.#keepAlive.get(keepAliveMs);
+    if (group === undefined) {
+      const members = new Set<Subscriber>();
+      const idle = this.#maxBufferedBytes;
+      const timer = silenceTimer(keepAliveMs, () => {
+        // Only an idle client needs a heartbeat: one with unread bytes is not silent, and piling comments
+        // behind it helps no one. On workerd this write is also what reveals a client that has gone.
+        for (const member of members) if (member.controller.desiredSize === idle) member.controller.enqueue(HEARTBEAT);
+      });
+      group = { timer, members };
+      this.#keepAlive.set(keepAliveMs, group);
+    }
+    group.members.add(subscriber);
+  }
+
+  /** Every way a subscriber leaves comes through here; it is harmless to call twice. */
+  #leave(subscriber: Subscriber, closeBody: boolean): void {
+    if (!this.#subscribers.delete(subscriber)) return;
+    subscriber.stopListening();
+    const group = this.#keepAlive.get(subscriber.keepAliveMs);
+    if (group?.members.delete(subscriber) && group.members.size === 0) {
+      group.timer.stop();
+      this.#keepAlive.delete(subscriber.keepAliveMs);
+    }
+    // The unread bytes stay queued: a closed stream still delivers them, then ends, and the client reconnects.
+    if (closeBody) subscriber.controller.close();
+  }
+
+  #remember(id: string | undefined, bytes: Uint8Array): void {
+    const entry: Entry = { id, bytes };
+    if (this.#history.length < this.#replay) this.#history.push(entry);
+    else this.#history[this.#next] = entry;
+    this.#next = (this.#next + 1) % this.#replay;
+  }
+
+  /** The history after the newest event with this id, oldest first; the whole history when no event has it. */
+  #since(id: string): Uint8Array[] {
+    const history = this.#history;
+    const count = history.length;
+    // Once the ring is full, the oldest entry is where the next one will go.
+    const oldest = count < this.#replay ? 0 : this.#next;
+    let from = 0;
+    for (let age = count - 1; age >= 0; age--) {
+      if (history[(oldest + age) % count]?.id === id) {
+        from = age + 1;
+        break;
+      }
+    }
+    const bytes: Uint8Array[] = [];
+    for (let age = from; age < count; age++) {
+      const entry = history[(oldest + age) % count];
+      if (entry !== undefined) bytes.push(entry.bytes);
+    }
+    return bytes;
+  }
+}
+
+/** The id a client will send back for this event: the `id:` field exactly as written, or none. */
+function idOf(input: EventInput): string | undefined {
+  if (typeof input === "string") return undefined;
+  const { id } = input;
+  return id === undefined ? undefined : String(id);
+}
+
+function noop(): void {}
