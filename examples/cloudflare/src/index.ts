@@ -1,0 +1,125 @@
+/**
+ * A Cloudflare Worker that sends Server-Sent Events.
+ *
+ * - `GET /ticks`: a `tick` event every `TICK_MS`, numbered by `id`; a client that reconnects with
+ *   `Last-Event-ID: 41` continues at 42. `GET /ticks/stats` counts the tick streams open and closed in this isolate.
+ * - `GET /rooms/:room/events`: the room's events; a client that reconnects with `Last-Event-ID` first gets what
+ *   it missed. `POST /rooms/:room/publish` sends the body (JSON, or else text) to everyone in the room.
+ *   `GET /rooms/:room/subscribers` says how many are listening. Each room is one Durable Object.
+ *
+ * workerd never cancels a response body when its client disconnects. With the compatibility flag
+ * `enable_request_signal`, `request.signal` aborts instead, when the next write (a heartbeat, at the latest)
+ * meets the closed connection; passing `request` is what lets the stream notice.
+ */
+import { DurableObject } from "cloudflare:workers";
+import { EventChannel, type EventInput, type EventSourceContext, eventSourceResponse } from "eventsource-server";
+
+export interface Env {
+  ROOMS: DurableObjectNamespace<Room>;
+  /** Silence (ms) before a heartbeat comment. */
+  KEEP_ALIVE_MS: string;
+  /** Time (ms) between two ticks. */
+  TICK_MS: string;
+}
+
+/** Tick streams of this isolate: per isolate, so only good for a demo and its tests. */
+const stats = { open: 0, closed: 0 };
+
+export default {
+  async fetch(request, env): Promise<Response> {
+    const url = new URL(request.url);
+    if (request.method === "GET" && url.pathname === "/ticks") {
+      const everyMs = millisecondsOf(env.TICK_MS, "TICK_MS");
+      return eventSourceResponse((context) => ticks(context, everyMs), {
+        request,
+        retry: 2_000,
+        keepAlive: millisecondsOf(env.KEEP_ALIVE_MS, "KEEP_ALIVE_MS"),
+      });
+    }
+    if (request.method === "GET" && url.pathname === "/ticks/stats") return Response.json(stats);
+
+    const route = /^\/rooms\/([^/]+)\/(events|publish|subscribers)$/.exec(url.pathname);
+    if (route === null) return new Response("not found\n", { status: 404 });
+    const [, name = "", action] = route;
+    const room = env.ROOMS.getByName(decodeURIComponent(name));
+    if (action === "events" && request.method === "GET") return room.fetch(request);
+    if (action === "subscribers" && request.method === "GET") {
+      return Response.json({ subscribers: await room.subscribers() });
+    }
+    if (action === "publish" && request.method === "POST") {
+      const id = await room.publish(await dataOf(request));
+      return Response.json({ id }, { status: 201 });
+    }
+    return new Response("method not allowed\n", { status: 405 });
+  },
+} satisfies ExportedHandler<Env>;
+
+/** One room: every subscriber gets every published event; a reconnecting one first gets what it missed. */
+export class Room extends DurableObject<Env> {
+  // The history lives in memory: it lasts as long as the object does, which is while anyone is listening.
+  readonly #channel = new EventChannel({ replay: 100 });
+  #lastId = 0;
+
+  /** The room's event stream for one subscriber. */
+  override fetch(request: Request): Response {
+    return this.#channel.response(request, {
+      retry: 2_000,
+      keepAlive: millisecondsOf(this.env.KEEP_ALIVE_MS, "KEEP_ALIVE_MS"),
+    });
+  }
+
+  /** Sends `data` to every subscriber as a `message` event; returns its id. */
+  publish(data: unknown): string {
+    const id = String(++this.#lastId);
+    const event: EventInput = { id, data };
+    this.#channel.emit(event);
+    return id;
+  }
+
+  /** How many streams are open. */
+  subscribers(): number {
+    return this.#channel.subscribers;
+  }
+}
+
+/** A tick every `everyMs`, numbered after the client's last event ID; stops waiting the moment the stream ends. */
+async function* ticks({ signal, lastEventId }: EventSourceContext, everyMs: number): AsyncGenerator<EventInput> {
+  let id = lastEventId !== null && /^\d{1,15}$/.test(lastEventId) ? Number(lastEventId) : 0;
+  stats.open += 1;
+  try {
+    while (!signal.aborted) {
+      id += 1;
+      yield { event: "tick", id, data: new Date().toISOString() };
+      await sleep(everyMs, signal);
+    }
+  } finally {
+    // Runs when the client leaves: on workerd, when the next heartbeat meets the closed connection.
+    stats.open -= 1;
+    stats.closed += 1;
+  }
+}
+
+/** Resolves after `ms`, or at once when `signal` aborts. */
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, ms);
+    signal.addEventListener("abort", done, { once: true });
+    function done(): void {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    }
+  });
+}
+
+/** The published event's data: the parsed body when it is JSON, else its text. */
+async function dataOf(request: Request): Promise<unknown> {
+  const text = await request.text();
+  return request.headers.get("content-type")?.startsWith("application/json") ? JSON.parse(text) : text;
+}
+
+function millisecondsOf(value: string, name: string): number {
+  const ms = Number(value);
+  if (!Number.isSafeInteger(ms) || ms < 0) throw new Error(`${name} must be whole milliseconds, got ${value}`);
+  return ms;
+}

@@ -1,0 +1,280 @@
+/**
+ * The Cloudflare example (examples/cloudflare), bundled and run in workerd through Miniflare with the compatibility
+ * date, flags and bindings of its wrangler.jsonc, read over real sockets and judged by eventsource-parser.
+ */
+import { Miniflare, supportedCompatibilityDate } from "miniflare";
+import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
+import { bundle, miniflareOptions, wranglerConfig } from "../../examples/cloudflare/build.mjs";
+import { type ParsedEvent, parseWire } from "../helpers.ts";
+
+/** Short, so that a dropped client is noticed quickly: on workerd only a write to the dead socket notices it. */
+const HEARTBEAT_MS = 200;
+/** Every bounded wait in this file fails loudly after this long. */
+const DEADLINE_MS = 8_000;
+
+let mf: Miniflare | undefined;
+let base: URL;
+/** Every stream a test opens, closed after it. */
+const streams: AbortController[] = [];
+let rooms = 0;
+
+beforeAll(async () => {
+  await bundle();
+  // Ticks a minute apart: after a stream's first tick, every write a test sees is a heartbeat.
+  mf = new Miniflare(miniflareOptions({ bindings: { KEEP_ALIVE_MS: String(HEARTBEAT_MS), TICK_MS: "60000" } }));
+  base = await mf.ready;
+});
+
+afterEach(() => {
+  for (const stream of streams.splice(0)) stream.abort();
+});
+
+afterAll(async () => {
+  await mf?.dispose();
+});
+
+/** An event stream over a real socket: its raw chunks, or whole events as eventsource-parser dispatches them. */
+class EventStream {
+  readonly #reader: ReadableStreamDefaultReader<Uint8Array>;
+  readonly #decoder = new TextDecoder();
+  readonly #events: ParsedEvent[] = [];
+  #unparsed = "";
+
+  readonly path: string;
+  readonly response: Response;
+  readonly #controller: AbortController;
+
+  constructor(path: string, response: Response, controller: AbortController) {
+    this.path = path;
+    this.response = response;
+    this.#controller = controller;
+    if (response.body === null) throw new Error(`${path} answered without a body`);
+    this.#reader = response.body.getReader();
+  }
+
+  /** The next chunk as it came off the socket. */
+  async chunk(): Promise<string> {
+    const result = await withDeadline(this.#reader.read(), `${this.path}: no chunk`);
+    if (result.done) throw new Error(`${this.path} ended while a chunk was awaited`);
+    const text = this.#decoder.decode(result.value, { stream: true });
+    this.#unparsed += text;
+    // An event ends with a blank line; nothing else in our wire has one, so the text up to the last is whole events.
+    const end = this.#unparsed.lastIndexOf("\n\n") + 2;
+    if (end >= 2) {
+      this.#events.push(...parseWire(this.#unparsed.slice(0, end)).events);
+      this.#unparsed = this.#unparsed.slice(end);
+    }
+    return text;
+  }
+
+  /** The next `count` events, in order; reads as many chunks (heartbeats included) as that takes, within the deadline. */
+  next(count = 1): Promise<ParsedEvent[]> {
+    const take = async (): Promise<ParsedEvent[]> => {
+      while (this.#events.length < count) await this.chunk();
+      return this.#events.splice(0, count);
+    };
+    return withDeadline(take(), `${this.path}: not ${count} event(s)`);
+  }
+
+  /** Events parsed but not yet taken by `next`. */
+  get pending(): number {
+    return this.#events.length;
+  }
+
+  /** Drops the connection, as a closed browser tab does. */
+  drop(): void {
+    this.#controller.abort();
+  }
+}
+
+async function open(path: string, headers: HeadersInit = {}): Promise<EventStream> {
+  const controller = new AbortController();
+  streams.push(controller);
+  const response = await withDeadline(
+    fetch(new URL(path, base), { headers, signal: controller.signal }),
+    `${path}: no response`,
+  );
+  expect(response.status).toBe(200);
+  return new EventStream(path, response, controller);
+}
+
+/** `promise`, or a loud failure naming `what` when it takes longer than the deadline. */
+async function withDeadline<T>(promise: Promise<T>, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} within ${DEADLINE_MS} ms`)), DEADLINE_MS);
+  });
+  try {
+    return await Promise.race([promise, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function getJson(path: string): Promise<Record<string, number>> {
+  const response = await fetch(new URL(path, base), { signal: AbortSignal.timeout(DEADLINE_MS) });
+  expect(response.status).toBe(200);
+  return (await response.json()) as Record<string, number>;
+}
+
+async function publish(room: string, body: string, contentType = "text/plain; charset=utf-8"): Promise<string> {
+  const response = await fetch(new URL(`/rooms/${room}/publish`, base), {
+    method: "POST",
+    headers: { "content-type": contentType },
+    body,
+    signal: AbortSignal.timeout(DEADLINE_MS),
+  });
+  expect(response.status).toBe(201);
+  return ((await response.json()) as { id: string }).id;
+}
+
+/**
+ * Asks the Worker for a number until it is `expected`. The number changes inside workerd, in another process, when
+ * a heartbeat meets a closed socket: there is no promise on this side to await, so this polls, within a deadline.
+ */
+async function untilReported(path: string, key: string, expected: number): Promise<void> {
+  const deadline = Date.now() + DEADLINE_MS;
+  for (;;) {
+    const value = (await getJson(path))[key];
+    if (value === expected) return;
+    if (Date.now() > deadline)
+      throw new Error(`${path}: ${key} is still ${value} after ${DEADLINE_MS} ms, not ${expected}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+function newRoom(): string {
+  rooms += 1;
+  return `room-${rooms}`;
+}
+
+describe("the example's wrangler.jsonc", () => {
+  test("names a compatibility date the installed workerd supports, with request.signal turned on", () => {
+    const config = wranglerConfig();
+    expect(config.compatibility_date).toMatch(/^\d{4}-\d{2}-\d{2}$/);
+    expect(config.compatibility_date <= supportedCompatibilityDate).toBe(true);
+    expect(config.compatibility_flags).toEqual(["enable_request_signal"]);
+  });
+});
+
+describe("GET /ticks on workerd", () => {
+  test("answers at once with the event-stream headers, and the retry field comes first", async () => {
+    const ticks = await open("/ticks");
+    expect(ticks.response.headers.get("content-type")).toBe("text/event-stream; charset=utf-8");
+    expect(ticks.response.headers.get("cache-control")).toBe("no-cache, no-transform");
+    expect(ticks.response.headers.get("x-accel-buffering")).toBe("no");
+    expect(ticks.response.headers.has("connection")).toBe(false);
+    expect(ticks.response.headers.has("content-length")).toBe(false);
+    expect(await ticks.chunk()).toMatch(/^retry: 2000\n\n/);
+  });
+
+  test("sends the first tick without waiting for the next one, a minute later", async () => {
+    const ticks = await open("/ticks");
+    const [tick] = await ticks.next();
+    expect(tick).toMatchObject({ event: "tick", id: "1" });
+    expect(Number.isNaN(Date.parse(tick?.data ?? ""))).toBe(false);
+    expect(ticks.pending).toBe(0);
+  });
+
+  test.each([
+    ["the Last-Event-ID header", "/ticks", { "last-event-id": "41" }],
+    ["the lastEventId query parameter", "/ticks?lastEventId=41", {}],
+  ])("resumes after the id in %s", async (_, path, headers) => {
+    const ticks = await open(path, headers);
+    expect(await ticks.next()).toEqual([{ event: "tick", id: "42", data: expect.any(String) }]);
+  });
+
+  test("runs the source's finally block when the client drops, at the next heartbeat, through request.signal", async () => {
+    // Streams of earlier tests close at their own next heartbeat; start from none open.
+    await untilReported("/ticks/stats", "open", 0);
+    const { closed } = await getJson("/ticks/stats");
+    const ticks = await open("/ticks");
+    await ticks.next();
+    expect(await getJson("/ticks/stats")).toEqual({ open: 1, closed });
+
+    ticks.drop();
+    await untilReported("/ticks/stats", "closed", (closed ?? 0) + 1);
+    expect(await getJson("/ticks/stats")).toEqual({ open: 0, closed: (closed ?? 0) + 1 });
+  });
+});
+
+describe("a room (one Durable Object with an EventChannel) on workerd", () => {
+  test("answers a subscriber at once, before anything is published, with only the retry field", async () => {
+    const room = newRoom();
+    const subscriber = await open(`/rooms/${room}/events`);
+    expect(subscriber.response.headers.get("content-type")).toBe("text/event-stream; charset=utf-8");
+    expect(await subscriber.chunk()).toBe("retry: 2000\n\n");
+  });
+
+  test("delivers each publish on its own, before the next one exists", async () => {
+    const room = newRoom();
+    const subscriber = await open(`/rooms/${room}/events`);
+    for (const data of ["one", "two", "three"]) {
+      const id = await publish(room, data);
+      expect(await subscriber.next()).toEqual([{ id, data }]);
+      expect(subscriber.pending).toBe(0);
+    }
+  });
+
+  test("delivers multi-line unicode text exactly, and JSON as JSON", async () => {
+    const room = newRoom();
+    const subscriber = await open(`/rooms/${room}/events`);
+    const text = "héllo wörld 😀\r\nzweite Zeile\rdritte\n\n: not a comment\ndata: not a field\n";
+    const textId = await publish(room, text);
+    const json = { greeting: "grüß dich 👋", lines: "a\nb", n: 3 };
+    const jsonId = await publish(room, JSON.stringify(json), "application/json");
+
+    const [first, second] = await subscriber.next(2);
+    expect(first).toEqual({ id: textId, data: text.replace(/\r\n?/g, "\n") });
+    expect(second?.id).toBe(jsonId);
+    expect(JSON.parse(second?.data ?? "")).toEqual(json);
+  });
+
+  test("gives one publish to each of three subscribers", async () => {
+    const room = newRoom();
+    const subscribers = [
+      await open(`/rooms/${room}/events`),
+      await open(`/rooms/${room}/events`),
+      await open(`/rooms/${room}/events`),
+    ];
+    expect(await getJson(`/rooms/${room}/subscribers`)).toEqual({ subscribers: 3 });
+
+    const id = await publish(room, "to everyone");
+    const received = await Promise.all(subscribers.map((subscriber) => subscriber.next()));
+    expect(received).toEqual([
+      [{ id, data: "to everyone" }],
+      [{ id, data: "to everyone" }],
+      [{ id, data: "to everyone" }],
+    ]);
+  });
+
+  test("replays what a subscriber missed when it reconnects with Last-Event-ID, then goes on live", async () => {
+    const room = newRoom();
+    const first = await open(`/rooms/${room}/events`);
+    const seen = await publish(room, "seen");
+    expect(await first.next()).toEqual([{ id: seen, data: "seen" }]);
+    first.drop();
+
+    const missed = [await publish(room, "missed 1"), await publish(room, "missed 2")];
+    const again = await open(`/rooms/${room}/events`, { "last-event-id": seen });
+    expect(await again.next(2)).toEqual([
+      { id: missed[0], data: "missed 1" },
+      { id: missed[1], data: "missed 2" },
+    ]);
+    const live = await publish(room, "live");
+    expect(await again.next()).toEqual([{ id: live, data: "live" }]);
+    expect(again.pending).toBe(0);
+  });
+
+  test("loses a dropped subscriber at the next heartbeat, and keeps serving the others", async () => {
+    const room = newRoom();
+    const staying = await open(`/rooms/${room}/events`);
+    const leaving = await open(`/rooms/${room}/events`);
+    expect(await getJson(`/rooms/${room}/subscribers`)).toEqual({ subscribers: 2 });
+
+    leaving.drop();
+    await untilReported(`/rooms/${room}/subscribers`, "subscribers", 1);
+    const id = await publish(room, "still here");
+    expect(await staying.next()).toEqual([{ id, data: "still here" }]);
+  });
+});
