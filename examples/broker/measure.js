@@ -2,14 +2,18 @@
 /**
  * What one emit costs with 10,000 subscribers, and what a subscriber costs in memory. Not a test: figures for
  * the README. Run it with `npx tsc && node --expose-gc examples/broker/measure.js` (add `10000 200` to set the
- * subscribers and emits).
+ * subscribers and emits). Deno and Bun run it too (`deno run -A --v8-flags=--expose-gc`, `bun`), with the
+ * package name mapped to `src/index.ts`.
  */
 import { EventChannel } from "eventsource-server";
 
 const SUBSCRIBERS = Number(process.argv[2] ?? 10_000);
 const EMITS = Number(process.argv[3] ?? 200);
-const gc = /** @type {(() => void) | undefined} */ (globalThis.gc);
-if (gc === undefined) throw new Error("run with node --expose-gc");
+/** @type {{ gc?: () => void, Bun?: { gc(force: boolean): void } }} */
+const runtime = /** @type {never} */ (globalThis);
+// Node and Deno expose V8's gc with --expose-gc; Bun has its own.
+const gc = runtime.gc ?? (runtime.Bun ? () => runtime.Bun?.gc(true) : undefined);
+if (gc === undefined) throw new Error("run with node --expose-gc (Deno: --v8-flags=--expose-gc)");
 
 function heap() {
   gc?.();
