@@ -31,7 +31,8 @@ export function silenceTimer(silenceMs: number, onSilence: () => void): SilenceT
     },
     stop() {
       stopped = true;
-      clearTimeout(timer);
+      // Workers type clearTimeout's argument as number | null, not undefined.
+      if (timer !== undefined) clearTimeout(timer);
       timer = undefined;
     },
   };

@@ -20,7 +20,8 @@ export function pullerOf(where: string, source: EventStreamLike): Puller {
   // A stream is read through its reader even where it is also async iterable: it is fewer promises per value.
   if (typeof (source as ReadableStream).getReader === "function") {
     const reader = (source as ReadableStream<unknown>).getReader();
-    return { next: () => reader.read(), stop: (reason) => reader.cancel(reason) };
+    // Workers type a finished read's value as optional, which IteratorResult does not allow.
+    return { next: () => reader.read() as Promise<IteratorResult<unknown>>, stop: (reason) => reader.cancel(reason) };
   }
   const iterator: Iterator<unknown> | AsyncIterator<unknown> =
     Symbol.asyncIterator in source
