@@ -82,3 +82,15 @@ export function deferred<T = void>(): Deferred<T> {
 export async function settle(rounds = 20): Promise<void> {
   for (let i = 0; i < rounds; i++) await new Promise<void>((resolve) => setImmediate(resolve));
 }
+
+/** A stream of the given values (`ReadableStream.from`, which the DOM typings here lack). */
+export function streamOf<T>(values: Iterable<T>): ReadableStream<T> {
+  const iterator = values[Symbol.iterator]();
+  return new ReadableStream<T>({
+    pull(controller) {
+      const { done, value } = iterator.next();
+      if (done) controller.close();
+      else controller.enqueue(value);
+    },
+  });
+}

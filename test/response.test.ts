@@ -1,6 +1,6 @@
 import { type EventSourceContext, EventSourceEncoderStream, eventSourceResponse } from "eventsource-server";
 import { afterEach, describe, expect, test, vi } from "vitest";
-import { deferred, nextEvents, nextText, parseWire, readAll, readerOf, settle } from "./helpers.ts";
+import { deferred, nextEvents, nextText, parseWire, readAll, readerOf, settle, streamOf } from "./helpers.ts";
 
 afterEach(() => {
   vi.useRealTimers();
@@ -124,9 +124,9 @@ describe("eventSourceResponse: sources", () => {
           yield* events;
         })(),
     ],
-    ["a ReadableStream", () => ReadableStream.from(events)],
+    ["a ReadableStream", () => streamOf(events)],
     ["a function returning an array", () => () => events],
-    ["an async function returning a stream", () => async () => ReadableStream.from(events)],
+    ["an async function returning a stream", () => async () => streamOf(events)],
   ])("reads every event from %s, in order", async (_, make) => {
     const text = await eventSourceResponse(make() as never).text();
     expect(parseWire(text).events).toEqual(expected);
@@ -135,7 +135,7 @@ describe("eventSourceResponse: sources", () => {
   test("writes exactly the bytes EventSourceEncoderStream makes, after the first chunk", async () => {
     const inputs = ["a\r\nb", { event: "x", id: "", retry: 5, comment: "c\nd", data: [1, "é😀"] }, { event: "y" }];
     const ours = await eventSourceResponse(inputs).text();
-    const piped = await new Response(ReadableStream.from(inputs).pipeThrough(new EventSourceEncoderStream())).text();
+    const piped = await new Response(streamOf(inputs).pipeThrough(new EventSourceEncoderStream())).text();
     expect(ours).toBe(`:\n\n${piped}`);
   });
 
