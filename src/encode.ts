@@ -130,7 +130,7 @@ export function encodeWith(input: EventInput, serialize: Serialize, where: strin
   }
   if (id !== undefined) {
     if (typeof id === "number") {
-      if (!Number.isFinite(id)) fail(where, `input.id must be a finite number or a string, got ${shown(id)}`);
+      if (!Number.isFinite(id)) fail(where, `input.id must be a string or a finite number, got ${shown(id)}`);
       text += `id: ${id}\n`;
     } else if (typeof id === "string") {
       // Clients ignore an id field that holds a NUL, so the caller's id would silently not take effect.
