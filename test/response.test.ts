@@ -500,6 +500,22 @@ describe("eventSourceResponse: keep-alive", () => {
     expect(vi.getTimerCount()).toBe(0);
   });
 
+  test("a client that stops reading gets one heartbeat, not a pile of them", async () => {
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout", "Date"] });
+    const reader = readerOf(eventSourceResponse(new ReadableStream(), { keepAlive: 1_000 }));
+    await nextText(reader);
+    await vi.advanceTimersByTimeAsync(10_000);
+    expect(await nextText(reader)).toBe(":\n\n");
+    let more = false;
+    const next = reader.read().then(() => {
+      more = true;
+    });
+    await settle();
+    expect(more).toBe(false);
+    await reader.cancel();
+    await next;
+  });
+
   test.each([false, 0] as const)("keepAlive %s starts no timer at all", async (keepAlive) => {
     vi.useFakeTimers();
     const reader = readerOf(eventSourceResponse(new ReadableStream(), { keepAlive }));
