@@ -11,6 +11,7 @@ import { type SilenceTimer, silenceTimer } from "./keep-alive.ts";
 import { isRequest, lastEventId } from "./last-event-id.ts";
 import { COMMENT, eventStreamResponse, firstChunk, onAbort, type StreamOptions, streamOptions } from "./response.ts";
 import type { EventInput, EventSourceResponseInit } from "./types.ts";
+import { utf8 } from "./utf8.ts";
 
 /** The options of `new EventChannel(options)`. */
 export interface EventChannelOptions {
@@ -168,7 +169,7 @@ export class EventChannel {
    */
   emit(input: EventInput): void {
     if (this.#closed) fail("EventChannel.emit", "the channel is closed; make a new EventChannel");
-    const bytes = encoder.encode(encodeWith(input, this.#serialize, "EventChannel.emit"));
+    const bytes = utf8(encodeWith(input, this.#serialize, "EventChannel.emit"));
     if (this.#replay > 0) this.#remember(idOf(input), bytes);
     // Deleting from a Set while iterating it is safe: an evicted subscriber is simply not visited again.
     for (const subscriber of this.#subscribers) {

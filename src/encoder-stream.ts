@@ -1,5 +1,6 @@
 import { encodeWith, serializerOf } from "./encode.ts";
 import type { EncodeOptions, EventInput } from "./types.ts";
+import { utf8 } from "./utf8.ts";
 
 /**
  * A `TransformStream` that turns each event into one chunk: the UTF-8 bytes of `encodeEvent(input)`.
@@ -24,10 +25,9 @@ import type { EncodeOptions, EventInput } from "./types.ts";
 export class EventSourceEncoderStream extends TransformStream<EventInput, Uint8Array> {
   constructor(options?: EncodeOptions) {
     const serialize = serializerOf("EventSourceEncoderStream", options);
-    const encoder = new TextEncoder();
     super({
       transform(input, controller) {
-        controller.enqueue(encoder.encode(encodeWith(input, serialize, "encodeEvent")));
+        controller.enqueue(utf8(encodeWith(input, serialize, "encodeEvent")));
       },
     });
   }

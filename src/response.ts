@@ -4,6 +4,7 @@ import { silenceTimer } from "./keep-alive.ts";
 import { isRequest, lastEventId } from "./last-event-id.ts";
 import { badSource, isSource, type Puller, pullerOf } from "./source.ts";
 import type { EventInput, EventSourceResponseInit, EventSourceSource, EventStreamLike } from "./types.ts";
+import { utf8 } from "./utf8.ts";
 
 const DEFAULT_HEADERS: readonly (readonly [string, string])[] = [
   ["content-type", "text/event-stream; charset=utf-8"],
@@ -19,8 +20,6 @@ const DEFAULT_KEEP_ALIVE_MS = 8_000;
 
 /** An empty comment: the first chunk when there is no `retry`, and the heartbeat. */
 export const COMMENT = ":\n\n";
-
-const encoder = new TextEncoder();
 
 /** `init`, checked once, with defaults filled in. */
 export interface StreamOptions {
@@ -135,7 +134,7 @@ export function eventStreamResponse(body: ReadableStream<Uint8Array>, options: S
 
 /** The first chunk: written at once, since some runtimes hold the headers back until the first body byte. */
 export function firstChunk(retry: number | undefined): Uint8Array {
-  return encoder.encode(retry === undefined ? COMMENT : `retry: ${retry}\n\n`);
+  return utf8(retry === undefined ? COMMENT : `retry: ${retry}\n\n`);
 }
 
 /**
@@ -169,12 +168,12 @@ function eventStream(source: EventSourceSource, options: StreamOptions): Readabl
     keepAliveMs > 0
       ? silenceTimer(keepAliveMs, () => {
           // A client that has not read the last chunk is not idle; piling heartbeats behind it helps no one.
-          if ((controller.desiredSize ?? 0) > 0) controller.enqueue(encoder.encode(COMMENT));
+          if ((controller.desiredSize ?? 0) > 0) controller.enqueue(utf8(COMMENT));
         })
       : undefined;
 
   function write(text: string): void {
-    controller.enqueue(encoder.encode(text));
+    controller.enqueue(utf8(text));
     silence?.touch();
   }
 
@@ -207,30 +206,77 @@ function eventStream(source: EventSourceSource, options: StreamOptions): Readabl
     }
   }
 
-  async function fill(): Promise<void> {
-    let result: IteratorResult<unknown>;
+  /** The source threw or rejected: it is finished, as a for-of loop would treat it, so nothing is left to stop. */
+  function sourceFailed(error: unknown): void {
+    sourceDone = true;
+    failed(error);
+  }
+
+  /** `onError` decides the last words, then the body closes; a throw from `onError` errors the body. */
+  function failed(error: unknown): void {
+    if (ended) return;
     try {
-      if (puller === undefined) {
-        const made: EventStreamLike =
-          typeof source === "function" ? await source({ signal: context.signal, lastEventId: idOf(options) }) : source;
-        puller = pullerOf("eventSourceResponse", made);
-        // The client may have left while the function was running; its source must still be stopped.
-        if (ended) return stopSource(puller, context.signal.reason);
-      }
-      const next = puller.next();
-      result = isThenable(next) ? await next : next;
-    } catch (error) {
-      // A source that threw is finished, as a for-of loop would treat it: there is nothing left to stop.
-      sourceDone = true;
-      throw error;
+      const fallback = onError(error);
+      if (fallback !== undefined) write(encodeWith(fallback, serialize, "encodeEvent"));
+    } catch (fatal) {
+      end(fatal, false);
+      controller.error(fatal);
+      return;
     }
+    end(error, true);
+  }
+
+  function deliver(result: IteratorResult<unknown>): void {
     if (ended) return;
     if (result.done) {
       sourceDone = true;
-      return end(undefined, true);
+      end(undefined, true);
+      return;
     }
-    // An invalid event throws here, with the source suspended at its yield: end() will stop it.
-    write(encodeWith(result.value as EventInput, serialize, "encodeEvent"));
+    let text: string;
+    try {
+      text = encodeWith(result.value as EventInput, serialize, "encodeEvent");
+    } catch (error) {
+      // An invalid event leaves the source suspended at its yield: end() stops it.
+      failed(error);
+      return;
+    }
+    write(text);
+  }
+
+  /**
+   * One event per pull. Plain callbacks rather than async functions: each `await` layer would cost a promise per
+   * event, and a synchronous source costs none at all.
+   */
+  function advance(from: Puller): void | PromiseLike<void> {
+    let next: ReturnType<Puller["next"]>;
+    try {
+      next = from.next();
+    } catch (error) {
+      sourceFailed(error);
+      return;
+    }
+    if (isThenable(next)) return next.then(deliver, sourceFailed);
+    deliver(next);
+  }
+
+  async function open(): Promise<void> {
+    let opened: Puller;
+    try {
+      const made: EventStreamLike =
+        typeof source === "function" ? await source({ signal: context.signal, lastEventId: idOf(options) }) : source;
+      opened = pullerOf("eventSourceResponse", made);
+    } catch (error) {
+      sourceFailed(error);
+      return;
+    }
+    puller = opened;
+    // The client may have left while the function was running; its source must still be stopped.
+    if (ended) {
+      stopSource(opened, context.signal.reason);
+      return;
+    }
+    return advance(opened);
   }
 
   return new ReadableStream<Uint8Array>(
@@ -240,23 +286,9 @@ function eventStream(source: EventSourceSource, options: StreamOptions): Readabl
         controller.enqueue(firstChunk(options.retry));
         stopListening = onAbort(options, (reason) => end(reason, true));
       },
-      async pull() {
+      pull() {
         if (ended) return;
-        try {
-          await fill();
-        } catch (error) {
-          if (ended) return;
-          let fallback: EventInput | void;
-          try {
-            fallback = onError(error);
-            if (fallback !== undefined) write(encodeWith(fallback, serialize, "encodeEvent"));
-          } catch (fatal) {
-            end(fatal, false);
-            controller.error(fatal);
-            return;
-          }
-          end(error, true);
-        }
+        return puller === undefined ? open() : advance(puller);
       },
       cancel(reason) {
         end(reason, false);
