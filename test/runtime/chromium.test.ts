@@ -1,0 +1,109 @@
+/**
+ * Chromium's native EventSource, driven by playwright-core against Debian's /usr/bin/chromium, reading the
+ * probe routes on the Node bridge, Deno and Bun; and a screenshot of the Node demo page showing live events.
+ * Run by test/ci.vitest.config.ts only.
+ */
+import { mkdir } from "node:fs/promises";
+import type { Browser } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { toNodeListener } from "../../examples/node/bridge.js";
+import {
+  bundleNodeDemo,
+  chromiumConnect,
+  clientScenarios,
+  freePort,
+  launchChromium,
+  listenNode,
+  RESULTS,
+  type Running,
+  startBunProbe,
+  startDenoProbe,
+  startServer,
+} from "./harness.ts";
+import { probe } from "./probe.ts";
+
+// Too slow for `npm test`: only test/ci.vitest.config.ts, which sets this, runs it. Anywhere else the whole file is
+// reported as skipped, never as passed.
+const { EVENTSOURCE_SERVER_CI } = process.env;
+describe.runIf(EVENTSOURCE_SERVER_CI === "1")("chromium (test/ci.vitest.config.ts)", () => {
+  let browser: Browser | undefined;
+  const theBrowser = (): Browser => {
+    if (browser === undefined) throw new Error("Chromium did not start");
+    return browser;
+  };
+  // Any same-origin page will do as the place the EventSource is opened from.
+  const connect = chromiumConnect(theBrowser, (origin) => `${origin}/probe/produced?key=landing`);
+
+  beforeAll(async () => {
+    browser = await launchChromium();
+  });
+  afterAll(async () => {
+    await browser?.close();
+  });
+
+  describe("Chromium's EventSource on the Node bridge", () => {
+    let bridge: Awaited<ReturnType<typeof listenNode>> | undefined;
+    beforeAll(async () => {
+      bridge = await listenNode(toNodeListener, (r) => probe(r) ?? new Response("not found\n", { status: 404 }));
+    });
+    afterAll(async () => {
+      await bridge?.close();
+    });
+    clientScenarios("chromium on node", () => bridge?.origin ?? "", connect);
+  });
+
+  describe("Chromium's EventSource on Deno.serve", () => {
+    let server: Running | undefined;
+    beforeAll(async () => {
+      server = await startDenoProbe();
+    });
+    afterAll(async () => {
+      await server?.stop();
+    });
+    clientScenarios("chromium on deno", () => server?.origin ?? "", connect);
+  });
+
+  describe("Chromium's EventSource on Bun.serve", () => {
+    let server: Running | undefined;
+    beforeAll(async () => {
+      server = await startBunProbe();
+    });
+    afterAll(async () => {
+      await server?.stop();
+    });
+    clientScenarios("chromium on bun", () => server?.origin ?? "", connect);
+  });
+
+  describe("the Node demo page in Chromium", () => {
+    let demo: Running | undefined;
+    beforeAll(async () => {
+      const outfile = await bundleNodeDemo("node-demo.chromium");
+      demo = await startServer(process.execPath, [outfile], { env: { PORT: String(await freePort()) } });
+    });
+    afterAll(async () => {
+      await demo?.stop();
+    });
+
+    test("the demo page shows live tick events, and a screenshot records it", async () => {
+      const page = await theBrowser().newPage({ viewport: { width: 800, height: 500 } });
+      try {
+        await page.goto(`${demo?.origin}/`);
+        await page.waitForFunction(() => document.getElementById("status")?.textContent === "open", null, {
+          timeout: 10_000,
+        });
+        // Six events: five ticks, one a second, and the JSON stats event that follows the fifth.
+        await page.waitForFunction(() => Number(document.getElementById("count")?.textContent) >= 6, null, {
+          timeout: 15_000,
+        });
+        const items = await page.locator("#events li").allTextContents();
+        expect(items.length).toBeGreaterThanOrEqual(6);
+        expect(items).toContainEqual(expect.stringMatching(/^tick #5: \d{4}-\d\d-\d\dT/));
+        expect(items).toContainEqual(expect.stringMatching(/^stats: \{"ticks":5,/));
+        await mkdir(RESULTS, { recursive: true });
+        await page.screenshot({ path: `${RESULTS}node-demo.png` });
+      } finally {
+        await page.close();
+      }
+    });
+  });
+});
