@@ -1,5 +1,5 @@
 import { fileURLToPath } from "node:url";
-import { defineConfig } from "vitest/config";
+import { configDefaults, defineConfig } from "vitest/config";
 
 export default defineConfig({
   resolve: {
@@ -8,6 +8,8 @@ export default defineConfig({
   },
   test: {
     include: ["test/**/*.test.ts"],
+    // Chromium and Next.js run only under test/ci.vitest.config.ts, from .ci/run.
+    exclude: [...configDefaults.exclude, "test/runtime/chromium.test.ts", "test/runtime/nextjs.test.ts"],
     // Unhandled rejections fail the run (vitest's default); never turn that off.
     dangerouslyIgnoreUnhandledErrors: false,
     testTimeout: 20_000,

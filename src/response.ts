@@ -248,7 +248,7 @@ function eventStream(source: EventSourceSource, options: StreamOptions): Readabl
    * One event per pull. Plain callbacks rather than async functions: each `await` layer would cost a promise per
    * event, and a synchronous source costs none at all.
    */
-  function advance(from: Puller): void | PromiseLike<void> {
+  function advance(from: Puller): void | Promise<void> {
     let next: ReturnType<Puller["next"]>;
     try {
       next = from.next();
@@ -256,7 +256,8 @@ function eventStream(source: EventSourceSource, options: StreamOptions): Readabl
       sourceFailed(error);
       return;
     }
-    if (isThenable(next)) return next.then(deliver, sourceFailed);
+    // Promise.resolve returns a native promise as it is, so this costs nothing for the common source.
+    if (isThenable(next)) return Promise.resolve(next).then(deliver, sourceFailed);
     deliver(next);
   }
 

@@ -51,7 +51,9 @@ export function handle(request) {
 const port = Number(process.env.PORT ?? 8787);
 const server = createServer(toNodeListener(handle));
 server.listen(port, "127.0.0.1", () => {
-  console.log(`eventsource-server demo: http://127.0.0.1:${port}/ (Ctrl-C to stop)`);
+  // With PORT=0 the system picks the port, so print the one it picked.
+  const { port: actual } = /** @type {import("node:net").AddressInfo} */ (server.address());
+  console.log(`eventsource-server demo: http://127.0.0.1:${actual}/ (Ctrl-C to stop)`);
 });
 
 for (const signal of /** @type {const} */ (["SIGINT", "SIGTERM"])) {
