@@ -176,21 +176,16 @@ function hintOf(field: string): string {
 
 /**
  * `value` as one `prefix` line per line, each ending with LF. CRLF, CR and LF all end a line, as clients read
- * them; a CRLF counts once, or `"a\r\nb"` would reach the client as `"a\n\nb"`.
+ * them.
  */
 function lines(prefix: string, value: string): string {
-  // indexOf scans natively; a string with no line break needs no loop, no regex and no array.
-  let lf = value.indexOf("\n");
-  let cr = value.indexOf("\r");
-  if (lf === -1 && cr === -1) return `${prefix}${value}\n`;
-  let text = "";
-  let start = 0;
-  for (;;) {
-    if (lf !== -1 && lf < start) lf = value.indexOf("\n", start);
-    if (cr !== -1 && cr < start) cr = value.indexOf("\r", start);
-    const end = lf === -1 ? cr : cr === -1 ? lf : Math.min(lf, cr);
-    if (end === -1) return `${text}${prefix}${value.slice(start)}\n`;
-    text += `${prefix}${value.slice(start, end)}\n`;
-    start = end === cr && lf === cr + 1 ? end + 2 : end + 1;
+  // includes() scans natively: a string with no line break needs no regex, no array and no loop.
+  if (!value.includes("\r")) {
+    if (!value.includes("\n")) return `${prefix}${value}\n`;
+  } else {
+    // CRLF must come first in the alternation, or "a\r\nb" reaches the client as "a\n\nb".
+    value = value.replace(/\r\n?/g, "\n");
   }
+  // One native replaceAll makes a flat string; joining line by line would build a rope of slices.
+  return `${prefix}${value.replaceAll("\n", `\n${prefix}`)}\n`;
 }

@@ -157,7 +157,8 @@ export function onAbort(options: StreamOptions, onEnd: (reason: unknown) => void
 
 function eventStream(source: EventSourceSource, options: StreamOptions): ReadableStream<Uint8Array> {
   const { serialize, onError, keepAliveMs } = options;
-  const context = new AbortController();
+  // Only a function source is given a signal, so only it pays for an AbortController, made when it is called.
+  let context: AbortController | undefined;
   let controller: ReadableStreamDefaultController<Uint8Array>;
   let puller: Puller | undefined;
   // Set when the source has ended by itself, so it is not stopped a second time.
@@ -183,7 +184,7 @@ function eventStream(source: EventSourceSource, options: StreamOptions): Readabl
     ended = true;
     silence?.stop();
     stopListening();
-    context.abort(reason);
+    context?.abort(reason);
     if (puller !== undefined && !sourceDone) stopSource(puller, reason);
     if (closeBody) controller.close();
   }
@@ -264,8 +265,13 @@ function eventStream(source: EventSourceSource, options: StreamOptions): Readabl
   async function open(): Promise<void> {
     let opened: Puller;
     try {
-      const made: EventStreamLike =
-        typeof source === "function" ? await source({ signal: context.signal, lastEventId: idOf(options) }) : source;
+      let made: EventStreamLike;
+      if (typeof source === "function") {
+        context = new AbortController();
+        made = await source({ signal: context.signal, lastEventId: idOf(options) });
+      } else {
+        made = source;
+      }
       opened = pullerOf("eventSourceResponse", made);
     } catch (error) {
       sourceFailed(error);
@@ -274,7 +280,7 @@ function eventStream(source: EventSourceSource, options: StreamOptions): Readabl
     puller = opened;
     // The client may have left while the function was running; its source must still be stopped.
     if (ended) {
-      stopSource(opened, context.signal.reason);
+      stopSource(opened, context?.signal.reason);
       return;
     }
     return advance(opened);
