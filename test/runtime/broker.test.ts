@@ -9,7 +9,7 @@ import { build } from "esbuild";
 import { createClient } from "redis";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { type ParsedEvent, parseWire, readerOf } from "../helpers.ts";
-import { freePort, RESULTS, ROOT, type Running, startServer, within } from "./harness.ts";
+import { freePort, RESULTS, ROOT, type Running, startServer, stopperOf, within } from "./harness.ts";
 
 const REDIS_SERVER = "/usr/bin/redis-server";
 const TOPIC = "events";
@@ -58,14 +58,7 @@ async function startRedis(): Promise<{ url: string; stop(): Promise<void> }> {
     ["--bind", "127.0.0.1", "--port", String(port), "--save", "", "--appendonly", "no"],
     { stdio: ["ignore", "pipe", "pipe"] },
   );
-  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-  const stop = async (): Promise<void> => {
-    if (child.exitCode !== null || child.signalCode !== null) return;
-    child.kill("SIGTERM");
-    const killer = setTimeout(() => child.kill("SIGKILL"), 3_000);
-    await exited;
-    clearTimeout(killer);
-  };
+  const stop = stopperOf(child);
   let log = "";
   try {
     await within(

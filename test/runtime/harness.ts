@@ -62,6 +62,18 @@ class Lines {
   }
 }
 
+/** Stops a child process: SIGTERM, then SIGKILL if it has not exited within 3 s; resolves once it has exited. */
+export function stopperOf(child: ChildProcess): () => Promise<void> {
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  return async () => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    child.kill("SIGTERM");
+    const killer = setTimeout(() => child.kill("SIGKILL"), 3_000);
+    await exited;
+    clearTimeout(killer);
+  };
+}
+
 export interface Running {
   child: ChildProcess;
   /** The `http://127.0.0.1:PORT` the process printed. */
@@ -90,14 +102,7 @@ export async function startServer(
   const stderr = new Lines();
   child.stdout?.setEncoding("utf8").on("data", (chunk: string) => stdout.feed(chunk));
   child.stderr?.setEncoding("utf8").on("data", (chunk: string) => stderr.feed(chunk));
-  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-  const stop = async (): Promise<void> => {
-    if (child.exitCode !== null || child.signalCode !== null) return;
-    child.kill("SIGTERM");
-    const killer = setTimeout(() => child.kill("SIGKILL"), 3_000);
-    await exited;
-    clearTimeout(killer);
-  };
+  const stop = stopperOf(child);
   try {
     const failed = new Promise<never>((_, reject) => {
       child.once("error", reject);
