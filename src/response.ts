@@ -185,7 +185,16 @@ function eventStream(source: EventSourceSource, options: StreamOptions): Readabl
     silence?.stop();
     stopListening();
     context?.abort(reason);
-    if (puller !== undefined && !sourceDone) stopSource(puller, reason);
+    if (puller !== undefined) {
+      if (!sourceDone) stopSource(puller, reason);
+    } else if (typeof source !== "function") {
+      // Ended before the first pull: a stream given to us must still be cancelled, a generator still closed.
+      try {
+        stopSource(pullerOf("eventSourceResponse", source), reason);
+      } catch (error) {
+        report(error);
+      }
+    }
     if (closeBody) controller.close();
   }
 

@@ -256,6 +256,26 @@ describe("eventSourceResponse: the client leaving", () => {
     expect(await cancelled.promise).toBe("bye");
   });
 
+  test("cancelling the body before anything was read still cancels a ReadableStream source", async () => {
+    const cancelled = deferred<unknown>();
+    const source = new ReadableStream({ cancel: (reason) => cancelled.resolve(reason) });
+    const reader = readerOf(eventSourceResponse(source));
+    await reader.cancel("gone early");
+    expect(await cancelled.promise).toBe("gone early");
+  });
+
+  test("aborting init.signal before the first read closes a generator source, which then never runs", async () => {
+    let ran = false;
+    const events = (async function* () {
+      ran = true;
+      yield "never";
+    })();
+    const text = await eventSourceResponse(events, { signal: AbortSignal.abort() }).text();
+    expect(text).toBe(":\n\n");
+    expect(await events.next()).toEqual({ done: true, value: undefined });
+    expect(ran).toBe(false);
+  });
+
   test("cancelling the body aborts the context signal at once, so a source blocked in an await can stop", async () => {
     const aborted = deferred();
     const { promise: never } = deferred();
