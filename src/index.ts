@@ -9,13 +9,14 @@
  * @see https://html.spec.whatwg.org/multipage/server-sent-events.html
  * @module
  */
-export { EventChannel, type EventChannelOptions } from "./channel.ts";
+export { EventChannel } from "./channel.ts";
 export { encodeEvent } from "./encode.ts";
 export { EventSourceEncoderStream } from "./encoder-stream.ts";
 export { lastEventId } from "./last-event-id.ts";
 export { eventSourceResponse } from "./response.ts";
 export type {
   EncodeOptions,
+  EventChannelOptions,
   EventInput,
   EventSourceContext,
   EventSourceResponseInit,

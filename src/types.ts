@@ -68,3 +68,25 @@ export interface EventSourceResponseInit extends ResponseInit {
    */
   onError?: ((error: unknown) => EventInput | void) | undefined;
 }
+
+/** The options of `new EventChannel(options)`. */
+export interface EventChannelOptions {
+  /**
+   * How many of the latest events to keep, so a client that reconnects with the `Last-Event-ID` of one of
+   * them receives every event after it. `0` keeps none.
+   * @default 0
+   */
+  replay?: number | undefined;
+  /**
+   * Bytes a subscriber may leave unread before its stream is closed (its client then reconnects and resumes
+   * from the history); protects the server's memory from a client that stopped reading.
+   * @default 1048576 (1 MiB)
+   */
+  maxBufferedBytes?: number | undefined;
+  /**
+   * Turns non-string `data` into text; must return a string. Called once per `emit`, whatever the number of
+   * subscribers.
+   * @default JSON.stringify
+   */
+  serialize?: ((data: unknown) => string) | undefined;
+}
