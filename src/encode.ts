@@ -151,7 +151,9 @@ export function encodeWith(input: EventInput, serialize: Serialize, where: strin
     if (typeof serialized !== "string") {
       fail(where, `input.data must serialize to a string, got ${shown(serialized)}`);
     }
-    text += lines("data: ", serialized);
+    // JSON.stringify escapes every control character, so its text has no line break to split on.
+    text +=
+      serialize === JSON.stringify && typeof data !== "string" ? `data: ${serialized}\n` : lines("data: ", serialized);
   } else if (event !== undefined) {
     // A client drops an event whose data buffer is empty, so a named event with no data needs one empty line.
     text += "data: \n";
