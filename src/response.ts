@@ -1,6 +1,6 @@
 import { encodeWith, isRetry, type Serialize, serializerOf } from "./encode.ts";
 import { fail, shown } from "./errors.ts";
-import { silenceTimer } from "./keep-alive.ts";
+import { type SilenceTimer, silenceTimer } from "./keep-alive.ts";
 import { isRequest, lastEventId } from "./last-event-id.ts";
 import { badSource, isSource, type Puller, pullerOf } from "./source.ts";
 import type { EventInput, EventSourceResponseInit, EventSourceSource, EventStreamLike } from "./types.ts";
@@ -165,13 +165,8 @@ function eventStream(source: EventSourceSource, options: StreamOptions): Readabl
   let sourceDone = false;
   let ended = false;
   let stopListening = (): void => {};
-  const silence =
-    keepAliveMs > 0
-      ? silenceTimer(keepAliveMs, () => {
-          // A client that has not read the last chunk is not idle; piling heartbeats behind it helps no one.
-          if ((controller.desiredSize ?? 0) > 0) controller.enqueue(utf8(COMMENT));
-        })
-      : undefined;
+  // Armed by the first pull: a response nobody reads needs no heartbeat, and must not keep a timer alive.
+  let silence: SilenceTimer | undefined;
 
   function write(text: string): void {
     controller.enqueue(utf8(text));
@@ -304,7 +299,14 @@ function eventStream(source: EventSourceSource, options: StreamOptions): Readabl
       },
       pull() {
         if (ended) return;
-        return puller === undefined ? open() : advance(puller);
+        if (puller !== undefined) return advance(puller);
+        if (keepAliveMs > 0) {
+          silence = silenceTimer(keepAliveMs, () => {
+            // A client that has not read the last chunk is not idle; piling heartbeats behind it helps no one.
+            if ((controller.desiredSize ?? 0) > 0) controller.enqueue(utf8(COMMENT));
+          });
+        }
+        return open();
       },
       cancel(reason) {
         end(reason, false);

@@ -536,6 +536,17 @@ describe("eventSourceResponse: keep-alive", () => {
     await next;
   });
 
+  test("a response nobody reads starts no timer; the first read starts it", async () => {
+    vi.useFakeTimers();
+    const response = eventSourceResponse(new ReadableStream());
+    expect(vi.getTimerCount()).toBe(0);
+    const reader = readerOf(response);
+    await nextText(reader);
+    expect(vi.getTimerCount()).toBe(1);
+    await reader.cancel();
+    expect(vi.getTimerCount()).toBe(0);
+  });
+
   test.each([false, 0] as const)("keepAlive %s starts no timer at all", async (keepAlive) => {
     vi.useFakeTimers();
     const reader = readerOf(eventSourceResponse(new ReadableStream(), { keepAlive }));
