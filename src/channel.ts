@@ -18,9 +18,8 @@ const DEFAULT_MAX_BUFFERED_BYTES = 1024 * 1024;
 /** Options people reach for here that belong to each response, and where to put them instead. */
 const PER_RESPONSE = new Set(["keepAlive", "retry", "headers", "status", "signal", "request", "onError"]);
 
-const encoder = new TextEncoder();
 // Encoded once: every heartbeat of every subscriber is the same bytes.
-const HEARTBEAT = encoder.encode(COMMENT);
+const HEARTBEAT = utf8(COMMENT);
 
 /** One emitted event as the history keeps it: its bytes, and its `id` as the client will echo it. */
 interface Entry {
