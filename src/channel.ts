@@ -8,8 +8,16 @@
 import { encodeWith, isRetry, type Serialize, serializerOf } from "./encode.ts";
 import { fail, shown } from "./errors.ts";
 import { type SilenceTimer, silenceTimer } from "./keep-alive.ts";
-import { isRequest, lastEventId } from "./last-event-id.ts";
-import { COMMENT, eventStreamResponse, firstChunk, onAbort, type StreamOptions, streamOptions } from "./response.ts";
+import { isRequest } from "./last-event-id.ts";
+import {
+  COMMENT,
+  eventStreamResponse,
+  firstChunk,
+  onAbort,
+  requestedId,
+  type StreamOptions,
+  streamOptions,
+} from "./response.ts";
 import type { EventChannelOptions, EventInput, EventSourceResponseInit } from "./types.ts";
 import { utf8 } from "./utf8.ts";
 
@@ -249,7 +257,7 @@ export class EventChannel {
             else this.#leave(subscriber, true);
           });
           if (abortedAlready) return controller.close();
-          const id = options.request === undefined ? null : lastEventId(options.request);
+          const id = requestedId(options);
           // The replay is not held to maxBufferedBytes: the client asked for it, and evicting it would only
           // make it ask again. The next emit checks the total.
           if (id !== null) for (const bytes of this.#since(id)) controller.enqueue(bytes);

@@ -272,7 +272,7 @@ function eventStream(source: EventSourceSource, options: StreamOptions): Readabl
       let made: EventStreamLike;
       if (typeof source === "function") {
         context = new AbortController();
-        made = await source({ signal: context.signal, lastEventId: idOf(options) });
+        made = await source({ signal: context.signal, lastEventId: requestedId(options) });
       } else {
         made = source;
       }
@@ -316,7 +316,8 @@ function eventStream(source: EventSourceSource, options: StreamOptions): Readabl
   );
 }
 
-function idOf(options: StreamOptions): string | null {
+/** The last event ID of the request being answered, or `null` without one. */
+export function requestedId(options: StreamOptions): string | null {
   return options.request === undefined ? null : lastEventId(options.request);
 }
 
