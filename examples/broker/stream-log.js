@@ -50,13 +50,12 @@ function compare(a, b) {
  * @returns {import("eventsource-server").ServerSentEvent}
  */
 export function eventOf({ id, message }) {
-  return message.event === undefined
-    ? { id, data: message.data ?? "" }
-    : { id, event: message.event, data: message.data ?? "" };
+  const { event, data = "" } = message;
+  return event === undefined ? { id, data } : { id, event, data };
 }
 
 /**
- * @typedef {import("redis").RedisClientType<any, any, any, any, any>} Redis
+ * @typedef {ReturnType<typeof import("redis").createClient>} Redis
  * @typedef {{ id: string, message: Record<string, string> }} Entry
  */
 
@@ -133,7 +132,7 @@ export function redisStreamLog({ commands, reader, key, emit }) {
     if (compare(id, position) <= 0) return Promise.resolve();
     if (signal.aborted) return Promise.reject(signal.reason);
     return new Promise((resolve, reject) => {
-      const waiter = { id, resolve: () => done(resolve) };
+      const waiter = { id, resolve: () => done(() => resolve(undefined)) };
       const timer = setTimeout(
         () => done(() => reject(new Error(`broker: the feed did not reach ${text} within ${FEED_WAIT_MS} ms`))),
         FEED_WAIT_MS,
@@ -170,7 +169,7 @@ export function redisStreamLog({ commands, reader, key, emit }) {
         last = entry.id;
       }
       if (page.length < PAGE) return;
-      const next = await commands.xRange(key, last, "+", { COUNT: PAGE + 1 });
+      const next = (await commands.xRange(key, last, "+", { COUNT: PAGE + 1 })) ?? [];
       if (next[0]?.id !== last) throw new Error(`broker: ${key} was trimmed past ${last} during a replay`);
       page = next.slice(1);
     }
@@ -183,7 +182,7 @@ export function redisStreamLog({ commands, reader, key, emit }) {
       if (id === undefined) return null;
       // Inclusive, so the first entry says whether the stream still holds the client's id: an id older than
       // the first entry was trimmed away, and XRANGE alone would answer from the first entry, hiding the gap.
-      const page = await commands.xRange(key, lastEventId, "+", { COUNT: PAGE + 1 });
+      const page = (await commands.xRange(key, lastEventId, "+", { COUNT: PAGE + 1 })) ?? [];
       if (page[0]?.id !== lastEventId) return null;
       await reached(id, lastEventId, signal);
       return replay(page.slice(1), lastEventId, signal);
@@ -198,7 +197,7 @@ export function redisStreamLog({ commands, reader, key, emit }) {
     },
     /** Starts the feed after the stream's current last entry; resolves once that position is known. */
     async start() {
-      const [last] = await commands.xRevRange(key, "+", "-", { COUNT: 1 });
+      const [last] = (await commands.xRevRange(key, "+", "-", { COUNT: 1 })) ?? [];
       if (last !== undefined) moveTo(last.id);
       loop = feed();
     },

@@ -22,8 +22,14 @@ const LOCK_FILE = join(tmpdir(), "eventsource-server-redis-install.lock");
 /** apt-get on a fresh machine: about 20 s; waiting for another installer (ours or the system's) may add more. */
 const INSTALL_MS = 300_000;
 
+/** This process's PATH. */
+function currentPath(): string {
+  const { PATH = "" } = process.env;
+  return PATH;
+}
+
 /** The first executable called `name` in the directories of `path` (a PATH value), or `undefined`. */
-export function findOnPath(name: string, path = process.env.PATH ?? ""): string | undefined {
+export function findOnPath(name: string, path = currentPath()): string | undefined {
   for (const directory of path.split(delimiter)) {
     if (directory === "") continue;
     const candidate = join(directory, name);
@@ -60,7 +66,7 @@ export function redisServer(options: FindOptions = {}): Promise<string> {
 }
 
 async function findOrInstall(options: FindOptions): Promise<string> {
-  const path = options.path ?? process.env.PATH ?? "";
+  const path = options.path ?? currentPath();
   const existing = findOnPath("redis-server", path);
   if (existing !== undefined) return existing;
   if ((options.uid ?? process.getuid?.()) !== 0) throw new Error(INSTALL_HINT);
