@@ -79,10 +79,13 @@ export class ResumingClient {
     return done.promise;
   }
 
-  /** Drops the current connection and reconnects at once to the next instance, as a load balancer might. */
+  /**
+   * Drops the current connection and reconnects at once to the next instance, as a load balancer might. Asked
+   * between two connections, it drops the next one as soon as it is open.
+   */
   move(): void {
     this.#moving = true;
-    this.#controller?.abort();
+    if (this.current?.opened === true && this.current.end === undefined) this.#controller?.abort();
   }
 
   stop(): void {
@@ -102,7 +105,6 @@ export class ResumingClient {
       this.connections.push(connection);
       const controller = new AbortController();
       this.#controller = controller;
-      this.#moving = false;
       try {
         const headers: Record<string, string> = this.lastEventId === null ? {} : { "last-event-id": this.lastEventId };
         const response = await fetch(`${origin}/events`, { headers, signal: controller.signal });
@@ -123,15 +125,17 @@ export class ResumingClient {
             if (lostAt !== undefined) this.gaps.push(connection.openedAt - lostAt);
             lostAt = undefined;
             this.#opened.resolve();
+            if (this.#moving) controller.abort();
           }
           if (done) break;
           parser.feed(decoder.decode(value, { stream: true }));
         }
         connection.end = "ended";
       } catch (error) {
-        connection.end = this.#stopped ? "stopped" : this.#moving ? "moved" : "failed";
+        connection.end = this.#stopped ? "stopped" : this.#moving && connection.opened ? "moved" : "failed";
         connection.error = String(error);
       }
+      if (connection.end === "moved") this.#moving = false;
       connection.endedAt = performance.now();
       connection.lastId = this.lastEventId;
       if (connection.opened) lostAt = connection.endedAt;
