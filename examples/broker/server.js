@@ -17,15 +17,21 @@ import { createClient } from "redis";
 import { toNodeListener } from "../node/bridge.js";
 import { redisStreamLog } from "./stream-log.js";
 
-const redisUrl = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
-const key = process.env.STREAM ?? "events";
+const {
+  REDIS_URL: redisUrl = "redis://127.0.0.1:6379",
+  STREAM: key = "events",
+  MAXLEN = "1000",
+  PORT = "8788",
+  RETRY_MS = "1000",
+  MAX_DURATION_MS,
+} = process.env;
 /** How many entries XADD keeps (about: `MAXLEN ~` trims whole nodes, which is far cheaper than exactly). */
-const maxLength = Number(process.env.MAXLEN ?? 1_000);
-const port = Number(process.env.PORT ?? 8788);
+const maxLength = Number(MAXLEN);
+const port = Number(PORT);
 /** The reconnection delay sent to clients, and in the farewell when this instance stops. */
-const retryMs = Number(process.env.RETRY_MS ?? 1_000);
+const retryMs = Number(RETRY_MS);
 /** Ends each stream after about this long (between 90 % and all of it), so clients spread over instances. */
-const maxDuration = process.env.MAX_DURATION_MS === undefined ? undefined : Number(process.env.MAX_DURATION_MS);
+const maxDuration = MAX_DURATION_MS === undefined ? undefined : Number(MAX_DURATION_MS);
 
 let started = false;
 const commands = createClient({

@@ -55,14 +55,19 @@ export function eventOf({ id, message }) {
 }
 
 /**
- * @typedef {ReturnType<typeof import("redis").createClient>} Redis
  * @typedef {{ id: string, message: Record<string, string> }} Entry
+ * @typedef {object} StreamCommands The commands the history runs (a node-redis client has them).
+ * @property {(key: string, start: string, end: string, options: { COUNT: number }) => Promise<Entry[] | null>} xRange
+ * @property {(key: string, end: string, start: string, options: { COUNT: number }) => Promise<Entry[] | null>} xRevRange
+ * @typedef {object} StreamReader The connection the feed blocks on (a node-redis client of its own).
+ * @property {(stream: { key: string, id: string }, options: { BLOCK: number, COUNT: number }) => Promise<{ messages: Entry[] }[] | null>} xRead
+ * @property {() => void} destroy
  */
 
 /**
  * The log of one Redis Stream: its feed into `emit`, and its history for `new EventChannel({ history })`.
  *
- * @param {{ commands: Redis, reader: Redis, key: string, emit: (event: import("eventsource-server").ServerSentEvent) => void }} options
+ * @param {{ commands: StreamCommands, reader: StreamReader, key: string, emit: (event: import("eventsource-server").ServerSentEvent) => void }} options
  *   `commands` runs `XRANGE`; `reader` is a connection used only for the blocking `XREAD` (a connection that
  *   blocks can run nothing else); `emit` receives every entry, in order, from the one the stream ends with
  *   when `start()` is called.
