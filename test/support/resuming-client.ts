@@ -46,7 +46,8 @@ export class ResumingClient {
   #index: number;
   #retryMs = 1_000;
   #controller: AbortController | undefined;
-  #moving = false;
+  /** Moves asked for and not yet made. */
+  #moves = 0;
   #stopped = false;
   #opened = deferred();
   #waiting: { id: string; done: () => void } | undefined;
@@ -84,7 +85,7 @@ export class ResumingClient {
    * between two connections, it drops the next one as soon as it is open.
    */
   move(): void {
-    this.#moving = true;
+    this.#moves += 1;
     if (this.current?.opened === true && this.current.end === undefined) this.#controller?.abort();
   }
 
@@ -125,17 +126,17 @@ export class ResumingClient {
             if (lostAt !== undefined) this.gaps.push(connection.openedAt - lostAt);
             lostAt = undefined;
             this.#opened.resolve();
-            if (this.#moving) controller.abort();
+            if (this.#moves > 0) controller.abort();
           }
           if (done) break;
           parser.feed(decoder.decode(value, { stream: true }));
         }
         connection.end = "ended";
       } catch (error) {
-        connection.end = this.#stopped ? "stopped" : this.#moving && connection.opened ? "moved" : "failed";
+        connection.end = this.#stopped ? "stopped" : this.#moves > 0 && connection.opened ? "moved" : "failed";
         connection.error = String(error);
       }
-      if (connection.end === "moved") this.#moving = false;
+      if (connection.end === "moved") this.#moves -= 1;
       connection.endedAt = performance.now();
       connection.lastId = this.lastEventId;
       if (connection.opened) lostAt = connection.endedAt;
