@@ -323,9 +323,10 @@ export class EventChannel {
           const id = requestedId(options);
           if (id === null) return;
           // Replayed bytes are not held to maxBufferedBytes: the client asked for them, and closing it for them
-          // would only make it ask again.
+          // would only make it ask again. Each replayed chunk weighs one byte, not none: workerd never delivers a
+          // chunk that weighs nothing (nor a fraction of a byte).
           const replayed = (bytes: Uint8Array): void => {
-            weight = 0;
+            weight = 1;
             controller.enqueue(bytes);
             weight = undefined;
           };
