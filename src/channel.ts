@@ -44,6 +44,21 @@ const PER_RESPONSE = new Set([
 // Encoded once: every heartbeat of every subscriber is the same bytes.
 const HEARTBEAT = utf8(COMMENT);
 
+// What the next enqueue weighs in a subscriber's byte-counting queue, when not its length. Set only around one
+// synchronous enqueue, so one variable serves every subscriber, and their queues share one size function.
+let weightOfNext: number | undefined;
+const weigh = (chunk: Uint8Array): number => weightOfNext ?? chunk.byteLength;
+
+/** Enqueues a chunk that weighs `weight` bytes against `maxBufferedBytes`, whatever its length. */
+function enqueueWeighing(controller: ReadableStreamDefaultController<Uint8Array>, bytes: Uint8Array, weight: number) {
+  weightOfNext = weight;
+  try {
+    controller.enqueue(bytes);
+  } finally {
+    weightOfNext = undefined;
+  }
+}
+
 /** One open subscriber stream. */
 interface Subscriber {
   controller: ReadableStreamDefaultController<Uint8Array>;
@@ -292,16 +307,12 @@ export class EventChannel {
   #subscribe(options: StreamOptions): ReadableStream<Uint8Array> {
     const max = this.#maxBufferedBytes;
     let subscriber: Subscriber | undefined;
-    // What the next enqueue weighs in the byte-counting queue, when not its length (see start).
-    let weight: number | undefined;
     return new ReadableStream<Uint8Array>(
       {
         start: (controller) => {
           // The first chunk weighs as much as the whole cap, so the stream asks for more (calls pull) only once
           // a reader has taken it: that first pull is the first read.
-          weight = max;
-          controller.enqueue(firstChunk(options.retry));
-          weight = undefined;
+          enqueueWeighing(controller, firstChunk(options.retry), max);
           if (this.#closed) return controller.close();
           let abortedAlready = false;
           const stopListening = onAbort(options, () => {
@@ -323,12 +334,9 @@ export class EventChannel {
           const id = requestedId(options);
           if (id === null) return;
           // Replayed bytes are not held to maxBufferedBytes: the client asked for them, and closing it for them
-          // would only make it ask again.
-          const replayed = (bytes: Uint8Array): void => {
-            weight = 0;
-            controller.enqueue(bytes);
-            weight = undefined;
-          };
+          // would only make it ask again. Each replayed chunk weighs one byte, not none: workerd never delivers a
+          // chunk that weighs nothing (nor a fraction of a byte).
+          const replayed = (bytes: Uint8Array): void => enqueueWeighing(controller, bytes, 1);
           this.#replay(joining, id, replayed);
         },
         pull: () => {
@@ -345,7 +353,7 @@ export class EventChannel {
         },
       },
       // A byte-counting queue: desiredSize is maxBufferedBytes minus the bytes this client has not read yet.
-      { highWaterMark: max, size: (chunk) => weight ?? chunk.byteLength },
+      { highWaterMark: max, size: weigh },
     );
   }
 

@@ -298,19 +298,23 @@ describe("EventChannel history: a shared log (history)", () => {
 
   test("replayed bytes are not held to maxBufferedBytes", async () => {
     vi.useFakeTimers();
+    // 20 replayed events of about 1 KB against a cap of 100 bytes.
+    const big = (n: number) => ({ id: String(n), data: "x".repeat(1_000) });
     const channel = new EventChannel({
-      history: { after: () => logEvents(2, 101) },
+      history: { after: () => Array.from({ length: 20 }, (_, n) => big(n + 2)) },
       maxBufferedBytes: 100,
     });
     const response = channel.response(resuming("1"), { keepAlive: false });
     await vi.advanceTimersByTimeAsync(0);
     for (let second = 0; second < 3; second++) {
       await vi.advanceTimersByTimeAsync(1_000);
-      channel.emit(logEvent(102 + second));
+      channel.emit(logEvent(22 + second));
     }
     expect(channel.subscribers).toBe(1);
     channel.close();
-    expect(await eventsOf(response)).toEqual(logEvents(2, 104));
+    const events = await eventsOf(response);
+    expect(events).toHaveLength(23);
+    expect(events.map((event) => event.id)).toEqual(Array.from({ length: 23 }, (_, n) => String(n + 2)));
   });
 
   test("close(last) during a replay stops it and writes last", async () => {
