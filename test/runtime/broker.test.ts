@@ -202,7 +202,11 @@ describe("examples/broker: a Redis Stream feeding the EventChannel of every inst
       await commands().xAdd("shared", "*", { event: "two\nlines", data: "refused by emit" });
       const next = await commands().xAdd("shared", "*", { event: "tick", data: "after the bad one" });
       expect(await client.events(1)).toEqual([{ event: "tick", id: next, data: "after the bad one" }]);
-      await first.stderr.wait(/event/, 5_000, "the example to report the malformed entry");
+      await first.stderr.wait(
+        /input\.event must not contain CR or LF/,
+        5_000,
+        "the example to report the malformed entry",
+      );
     } finally {
       await client.close();
     }
