@@ -36,6 +36,8 @@ const maxDuration = MAX_DURATION_MS === undefined ? undefined : Number(MAX_DURAT
 let started = false;
 const commands = createClient({
   url: redisUrl,
+  // Named, so CLIENT LIST tells each instance's connections apart.
+  name: `broker-${process.pid}`,
   // At start, an unreachable Redis is a mistake to report once, not a reason to retry forever; once running,
   // reconnect (the feed reads again from where it was, so nothing is lost while the stream still holds it).
   socket: { reconnectStrategy: (retries) => (started ? Math.min(100 * retries, 2_000) : false) },
@@ -44,7 +46,7 @@ commands.on("error", (error) => {
   if (started) console.error(`broker: redis: ${error.message}`);
 });
 // XREAD BLOCK holds its connection until an entry comes: it gets a connection of its own.
-const reader = commands.duplicate();
+const reader = commands.duplicate({ name: `broker-${process.pid}-feed` });
 reader.on("error", (error) => {
   if (started) console.error(`broker: redis (feed): ${error.message}`);
 });

@@ -1,8 +1,9 @@
 /**
  * Instances under faults: three instances of examples/broker as separate processes, one redis-server, 30
  * clients spread over them, and a publisher XADDing 3,000 events at about 300 per second. While it runs, one
- * instance is killed with SIGKILL and started again on the same port, every client moves to another instance
- * twice on purpose, and `maxDuration` ends streams by itself. Every client must end with every event exactly
+ * instance is killed with SIGKILL and started again on the same port, Redis drops another instance's feed
+ * connection while clients move onto it, every client moves to another instance twice on purpose, and
+ * `maxDuration` ends streams by itself. Every client must end with every event exactly
  * once, in order: 0 lost, 0 doubled.
  */
 import { createClient } from "redis";
@@ -18,6 +19,13 @@ const CLIENTS = 30;
 const INSTANCES = 3;
 /** The publisher's event number at which one instance is killed. */
 const KILL_AT = 1_000;
+/**
+ * The event number at which Redis drops one instance's feed connection (the instance reads again about half a
+ * second later), and the one at which the clients of another instance move onto it while its feed is behind
+ * them: the history must wait for the feed, or those clients get events twice.
+ */
+const CUT_FEED_AT = 2_000;
+const MOVE_ONTO_LAGGING_AT = 2_030;
 const STREAM = "faults";
 
 let redis: RedisServer | undefined;
@@ -47,7 +55,7 @@ function moveMoments(): number[] {
 }
 
 describe("examples/broker: instances under faults", () => {
-  test("every client gets every event exactly once, in order, through kill -9, moves and maxDuration", async () => {
+  test("every client gets every event exactly once, in order, through kill -9, a cut feed, moves and maxDuration", async () => {
     if (redis === undefined) throw new Error("redis did not start");
     const publisher = createClient({ url: redis.url });
     await publisher.connect();
@@ -101,6 +109,18 @@ describe("examples/broker: instances under faults", () => {
         return served;
       }
 
+      // Redis drops the feed connection of this instance: its feed falls behind the other instances'.
+      const lagging = 2;
+      async function cutFeed(): Promise<void> {
+        const name = `broker-${instances[lagging]?.child.pid}-feed`;
+        const list = String(await publisher.sendCommand(["CLIENT", "LIST"]));
+        const id = /\bid=(\d+)/.exec(list.split("\n").find((line) => line.includes(` name=${name} `)) ?? "")?.[1];
+        if (id === undefined) throw new Error(`no Redis connection named ${name}:\n${list}`);
+        await publisher.sendCommand(["CLIENT", "KILL", "ID", id]);
+      }
+      /** Moves made on top of the two planned ones: onto the lagging instance. */
+      const extraMoves = new Map<ResumingClient, number>();
+
       const ids: string[] = [];
       const started = performance.now();
       for (let n = 1; n <= EVENTS; n++) {
@@ -118,6 +138,16 @@ describe("examples/broker: instances under faults", () => {
           ),
         );
         if (n === KILL_AT) killed = killAndRestart();
+        if (n === CUT_FEED_AT) await cutFeed();
+        if (n === MOVE_ONTO_LAGGING_AT) {
+          // Each client's next instance is the one after its current one: these go to the lagging instance.
+          for (const client of clients) {
+            const { current } = client;
+            if (current === undefined || current.origin !== origins[lagging - 1] || current.end !== undefined) continue;
+            client.move();
+            extraMoves.set(client, 1);
+          }
+        }
         for (const client of moves.get(n) ?? []) client.move();
       }
       const publishedMs = performance.now() - started;
@@ -153,6 +183,7 @@ describe("examples/broker: instances under faults", () => {
         "failed (the killed instance, refused connections)": count("failed"),
         "moved on purpose": count("moved"),
         "clients of the killed instance": served.length,
+        "clients moved onto the lagging instance": extraMoves.size,
         lost,
         doubled,
         "reconnect gap p50 (ms)": Math.round(percentile(gaps, 0.5)),
@@ -179,11 +210,19 @@ describe("examples/broker: instances under faults", () => {
       }
       // Every client moved twice on purpose, and every reconnect sent the id of the last event received.
       for (const client of clients) {
-        expect(client.connections.filter((connection) => connection.end === "moved")).toHaveLength(2);
+        const planned = 2 + (extraMoves.get(client) ?? 0);
+        expect(client.connections.filter((connection) => connection.end === "moved")).toHaveLength(planned);
         for (const [n, connection] of client.connections.entries()) {
           if (n > 0) expect(connection.sentId).toBe(client.connections[n - 1]?.lastId);
         }
       }
+      // The lagging instance saw its feed connection dropped, and clients moved onto it meanwhile.
+      await instances[lagging]?.stderr.wait(
+        /XREAD faults failed/,
+        1_000,
+        "the lagging instance to report its cut feed",
+      );
+      expect(extraMoves.size).toBeGreaterThan(0);
       // maxDuration ended streams by itself.
       expect(count("ended")).toBeGreaterThan(0);
     } finally {
