@@ -97,7 +97,7 @@ interface KeepAliveGroup {
  * assert.equal(await response.text(), "retry: 1000\n\nid: 3\ndata: event 3\n\nid: 4\ndata: event 4\n\n");
  * ```
  */
-export class EventChannel {
+export class EventChannel<Events extends Record<string, unknown> = Record<string, unknown>> {
   readonly #serialize: Serialize;
   readonly #replay: number;
   readonly #maxBufferedBytes: number;
@@ -152,7 +152,7 @@ export class EventChannel {
    * assert.equal(await response.text(), ':\n\nevent: price\ndata: {"symbol":"ACME","cents":1234}\n\n');
    * ```
    */
-  emit(input: EventInput): void {
+  emit(input: EventInput<Events>): void {
     if (this.#closed) fail("EventChannel.emit", "the channel is closed; make a new EventChannel");
     const bytes = utf8(encodeWith(input, this.#serialize, "EventChannel.emit"));
     if (this.#replay > 0) this.#remember(idOf(input), bytes);
