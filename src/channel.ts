@@ -139,7 +139,7 @@ export class EventChannel<Events extends Record<string, unknown> = Record<string
   readonly #keepAlive = new Map<number, KeepAliveGroup>();
   #closed = false;
 
-  constructor(options?: EventChannelOptions) {
+  constructor(options?: EventChannelOptions<Events>) {
     const where = "EventChannel";
     this.#serialize = serializerOf(where, options);
     const {
@@ -292,7 +292,7 @@ export class EventChannel<Events extends Record<string, unknown> = Record<string
    * assert.equal(await response.text(), ":\n\n");
    * ```
    */
-  close(last?: EventInput): void {
+  close(last?: EventInput<Events>): void {
     const farewell = last === undefined ? undefined : utf8(encodeWith(last, this.#serialize, "EventChannel.close"));
     if (this.#closed) return;
     this.#closed = true;

@@ -174,8 +174,8 @@ export interface EventHistory {
   ): EventStreamLike | null | Promise<EventStreamLike | null>;
 }
 
-/** The options of `new EventChannel(options)`. */
-export interface EventChannelOptions {
+/** The options of `new EventChannel(options)`; `Events` is the channel's map of event types. */
+export interface EventChannelOptions<Events extends Record<string, unknown> = Record<string, unknown>> {
   /**
    * How many of the latest events to keep, so a client that reconnects with the `Last-Event-ID` of one of
    * them receives every event after it. `0` keeps none.
@@ -193,7 +193,7 @@ export interface EventChannelOptions {
    * its state), then live events only.
    * @default undefined: a `replay` channel sends its whole memory, a `history` channel live events only
    */
-  onHistoryLost?: ((lastEventId: string) => EventInput | void) | undefined;
+  onHistoryLost?: ((lastEventId: string) => EventInput<Events> | void) | undefined;
   /**
    * Unread bytes a subscriber may hold for a second before its stream is closed (its client then reconnects and
    * resumes from the history); protects the server's memory from a client that stopped reading, while a burst

@@ -117,6 +117,28 @@ describe("EventChannel<Events>.emit", () => {
   });
 });
 
+describe("EventChannel<Events>: close and onHistoryLost", () => {
+  test("close(last) takes what emit takes", () => {
+    const channel = new EventChannel<{ tick: number }>();
+    expectTypeOf(channel.close).parameter(0).toEqualTypeOf<EventInput<{ tick: number }> | undefined>();
+    // @ts-expect-error: a tick's data is a number
+    expect(() => channel.close({ event: "tick", data: Promise.resolve(1) })).toThrowError(TypeError);
+    channel.close({ retry: 10_000, comment: "restarting" });
+  });
+
+  test("onHistoryLost returns one of the channel's events", () => {
+    const channel = new EventChannel<{ tick: number; reload: undefined }>({
+      replay: 10,
+      onHistoryLost: () => ({ event: "reload" }),
+    });
+    // @ts-expect-error: "reload" is not in this channel's map
+    const untyped = new EventChannel<{ tick: number }>({ replay: 10, onHistoryLost: () => ({ event: "reload" }) });
+    const loose = new EventChannel({ replay: 10, onHistoryLost: () => ({ event: "reload", data: 1 }) });
+    loose.emit({ event: "anything", data: "goes" });
+    for (const each of [channel, untyped, loose]) each.close();
+  });
+});
+
 describe("EventInput<Events>", () => {
   test("is what EventChannel<Events>.emit takes", () => {
     expectTypeOf<EventChannel<Events>["emit"]>().parameter(0).toEqualTypeOf<EventInput<Events>>();
