@@ -48,7 +48,9 @@ export async function bundle() {
 /**
  * Miniflare options for the bundle, with the compatibility date, flags, vars and Durable Objects of wrangler.jsonc.
  *
- * @param {{ host?: string, port?: number, bindings?: Record<string, string> }} [overrides] `bindings` win over `vars`.
+ * @param {{ host?: string, port?: number, bindings?: Record<string, string>, persist?: string }} [overrides] `bindings`
+ *   win over `vars`; `persist` is a folder that keeps the Durable Objects' storage when Miniflare stops, so a new
+ *   Miniflare on the same folder finds it (without it, storage lasts as long as this Miniflare).
  * @returns {import("miniflare").MiniflareOptions}
  */
 export function miniflareOptions(overrides = {}) {
@@ -65,6 +67,7 @@ export function miniflareOptions(overrides = {}) {
         { className: class_name, useSQLite: true },
       ]),
     ),
+    ...(overrides.persist === undefined ? {} : { durableObjectsPersist: overrides.persist }),
     host: overrides.host ?? "127.0.0.1",
     port: overrides.port ?? 0,
   };
