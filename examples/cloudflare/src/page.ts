@@ -22,6 +22,7 @@ export function page(historyLimit: number): string {
   code, pre, #log { font-family: ui-monospace, monospace; font-size: 14px; }
   pre { background: #f4f5f7; padding: 0.75rem 1rem; overflow-x: auto; border-radius: 6px; }
   table { border-collapse: collapse; width: 100%; font-size: 15px; }
+  td:first-child { white-space: nowrap; }
   td, th { text-align: left; padding: 0.3rem 0.5rem; border-bottom: 1px solid #e3e5e8; vertical-align: top; }
   .live { border: 1px solid #d6d9de; border-radius: 8px; padding: 1rem; }
   .row { display: flex; gap: 0.5rem; flex-wrap: wrap; align-items: center; margin-bottom: 0.75rem; }
@@ -70,10 +71,11 @@ storage. Publish from the other tab in between, and nothing is lost or doubled.<
 <pre>export class Room extends DurableObject&lt;Env&gt; {
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
-    this.#events = new StoredEvents(ctx.storage, Number(env.HISTORY_LIMIT)); // the log, in storage
+    // The log, in the object's storage: the newest HISTORY_LIMIT events, and the last id given.
+    this.#events = new StoredEvents(ctx.storage, Number(env.HISTORY_LIMIT));
     void ctx.blockConcurrencyWhile(() =&gt; this.#events.load());
     this.#channel = new EventChannel({
-      history: this.#events,                 // after(id): the stored events after id, or null
+      history: this.#events, // after(id): the stored events after id, or null
       onHistoryLost: (lastEventId) =&gt; ({ event: "reset", data: { lastEventId } }),
     });
   }
