@@ -67,6 +67,30 @@ export interface EventSourceResponseInit extends ResponseInit {
    * @default console.error
    */
   onError?: ((error: unknown) => EventInput | void) | undefined;
+  /**
+   * Ends the stream normally after a time drawn uniformly between 0.9 × and 1 × this many ms from the first read,
+   * so the client reconnects (to whichever instance) and resumes, and clients that connected together do not
+   * all reconnect together. A positive whole number of ms up to 2147483647.
+   * @default undefined (no limit)
+   */
+  maxDuration?: number | undefined;
+}
+
+/**
+ * A log of events that outlives this process and that every instance shares (Redis Streams, a database, a
+ * Durable Object's storage), from which `EventChannel` replays what a reconnecting client missed.
+ */
+export interface EventHistory {
+  /**
+   * The events after the one with this id, oldest first; `null` when this log does not hold that id (it was
+   * trimmed, or never written here). Called once per resuming client, right when `channel.response()` is called.
+   * When this instance's live feed has not yet reached `lastEventId`, it must not resolve before it has.
+   * `signal` aborts when that client leaves before its replay has been written.
+   */
+  after(
+    lastEventId: string,
+    context: { signal: AbortSignal },
+  ): EventStreamLike | null | Promise<EventStreamLike | null>;
 }
 
 /** The options of `new EventChannel(options)`. */
@@ -78,8 +102,21 @@ export interface EventChannelOptions {
    */
   replay?: number | undefined;
   /**
-   * Bytes a subscriber may leave unread before its stream is closed (its client then reconnects and resumes
-   * from the history); protects the server's memory from a client that stopped reading.
+   * A log shared by every instance that replays what a resuming client missed; a channel has `replay` or
+   * `history`, not both.
+   */
+  history?: EventHistory | undefined;
+  /**
+   * Called with a resuming client's `Last-Event-ID` when the history does not hold it: that client missed an
+   * unknown number of events. The event it returns is written first (say, one that tells the page to reload
+   * its state), then live events only.
+   * @default undefined: a `replay` channel sends its whole memory, a `history` channel live events only
+   */
+  onHistoryLost?: ((lastEventId: string) => EventInput | void) | undefined;
+  /**
+   * Unread bytes a subscriber may hold for a second before its stream is closed (its client then reconnects and
+   * resumes from the history); protects the server's memory from a client that stopped reading, while a burst
+   * or one large event still reaches every client that reads it.
    * @default 1048576 (1 MiB)
    */
   maxBufferedBytes?: number | undefined;
