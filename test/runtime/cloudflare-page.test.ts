@@ -24,12 +24,13 @@ describe.runIf(EVENTSOURCE_SERVER_CI === "1")("the Cloudflare example's page in 
 
   beforeAll(async () => {
     await bundle();
-    worker = new Miniflare({
-      ...miniflareOptions(),
-      handleRuntimeStdio(stdout, stderr) {
-        for (const stream of [stdout, stderr]) stream.on("data", (chunk: Buffer) => (printed += chunk.toString()));
-      },
-    });
+    worker = new Miniflare(
+      miniflareOptions({
+        output: (text) => {
+          printed += text;
+        },
+      }),
+    );
     origin = await worker.ready;
     browser = await launchChromium();
   });

@@ -309,7 +309,8 @@ describe("GET / on workerd", () => {
     const html = await response.text();
     expect(html).toContain("<h1>eventsource-server on Cloudflare Workers</h1>");
     // The room keeps the number of events wrangler.jsonc says, and the page says so.
-    expect(html).toContain(`keeps its last ${wranglerConfig().vars?.HISTORY_LIMIT} events`);
+    const { HISTORY_LIMIT } = wranglerConfig().vars ?? {};
+    expect(html).toContain(`keeps its last ${HISTORY_LIMIT} events`);
     for (const route of [
       "GET /ticks",
       "GET /rooms/:room/events",
@@ -353,15 +354,15 @@ describe("a room's history in its Durable Object's storage, across restarts", ()
 
   /** A workerd whose rooms keep `historyLimit` events in `persist`: the storage a previous one left is found. */
   async function startWorker(historyLimit: number): Promise<{ origin: URL; stop(): Promise<void> }> {
-    const worker = new Miniflare({
-      ...miniflareOptions({
+    const worker = new Miniflare(
+      miniflareOptions({
         bindings: { KEEP_ALIVE_MS: String(HEARTBEAT_MS), TICK_MS: "60000", HISTORY_LIMIT: String(historyLimit) },
         persist,
+        output: (text) => {
+          printed += text;
+        },
       }),
-      handleRuntimeStdio(stdout, stderr) {
-        for (const stream of [stdout, stderr]) stream.on("data", (chunk: Buffer) => (printed += chunk.toString()));
-      },
-    });
+    );
     running.push(worker);
     const origin = await worker.ready;
     return {
