@@ -150,6 +150,13 @@ async function publish(
   return ((await response.json()) as { id: string }).id;
 }
 
+/** Publishes one more event and checks that `stream` receives it next, and nothing else: it is live now. */
+async function goesOnLive(stream: EventStream, room: string, origin = base): Promise<void> {
+  const live = await publish(room, "live", { origin });
+  expect(await stream.next()).toEqual([{ id: live, data: "live" }]);
+  expect(stream.pending).toBe(0);
+}
+
 /**
  * Asks the Worker for a number until it is `expected`. The number changes inside workerd, in another process, when
  * a heartbeat meets a closed socket: there is no promise on this side to await, so this polls, within a deadline.
@@ -283,9 +290,7 @@ describe("a room (one Durable Object with an EventChannel) on workerd", () => {
       { id: missed[0], data: "missed 1" },
       { id: missed[1], data: "missed 2" },
     ]);
-    const live = await publish(room, "live");
-    expect(await again.next()).toEqual([{ id: live, data: "live" }]);
-    expect(again.pending).toBe(0);
+    await goesOnLive(again, room);
   });
 
   test("loses a dropped subscriber at the next heartbeat, and keeps serving the others", async () => {
@@ -418,9 +423,7 @@ describe("a room's history in its Durable Object's storage, across restarts", ()
     expect(Number(missed)).toBe(Number(seen) + 1);
     const again = await open(`/rooms/${room}/events`, { "last-event-id": seen }, worker.origin);
     expect(await again.next()).toEqual([{ id: missed, data: "missed" }]);
-    const live = await publish(room, "live", { origin: worker.origin });
-    expect(await again.next()).toEqual([{ id: live, data: "live" }]);
-    expect(again.pending).toBe(0);
+    await goesOnLive(again, room, worker.origin);
   });
 
   test("a client that resumes while events are published gets each one once, in order", async () => {
@@ -436,9 +439,7 @@ describe("a room's history in its Durable Object's storage, across restarts", ()
     expect(last).toBe(22);
     const received = await again.next(last - Number(seen));
     expect(received.map((event) => event.id)).toEqual(Array.from({ length: 21 }, (_, i) => String(i + 2)));
-    const live = await publish(room, "live", { origin: worker.origin });
-    expect(await again.next()).toEqual([{ id: live, data: "live" }]);
-    expect(again.pending).toBe(0);
+    await goesOnLive(again, room, worker.origin);
   });
 
   describe("with the newest 3 of 5 events kept", () => {
@@ -462,9 +463,7 @@ describe("a room's history in its Durable Object's storage, across restarts", ()
 
     test("the newest id resumes with nothing to replay, then live events", async () => {
       const again = await open(`/rooms/${room}/events`, { "last-event-id": "5" }, worker.origin);
-      const live = await publish(room, "live", { origin: worker.origin });
-      expect(await again.next()).toEqual([{ id: live, data: "live" }]);
-      expect(again.pending).toBe(0);
+      await goesOnLive(again, room, worker.origin);
     });
 
     test.each([
@@ -475,9 +474,7 @@ describe("a room's history in its Durable Object's storage, across restarts", ()
       const query = `?lastEventId=${encodeURIComponent(lastEventId)}`;
       const again = await open(`/rooms/${room}/events${query}`, {}, worker.origin);
       expect(await again.next()).toEqual([{ event: "reset", data: JSON.stringify({ lastEventId }) }]);
-      const live = await publish(room, "live", { origin: worker.origin });
-      expect(await again.next()).toEqual([{ id: live, data: "live" }]);
-      expect(again.pending).toBe(0);
+      await goesOnLive(again, room, worker.origin);
     });
   });
 
