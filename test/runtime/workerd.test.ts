@@ -293,6 +293,17 @@ describe("a room (one Durable Object with an EventChannel) on workerd", () => {
     await goesOnLive(again, room);
   });
 
+  test("replays every event to Last-Event-ID 0 while the room still keeps its first", async () => {
+    const room = newRoom();
+    const ids = [await publish(room, "first"), await publish(room, "second")];
+    const again = await open(`/rooms/${room}/events`, { "last-event-id": "0" });
+    expect(await again.next(2)).toEqual([
+      { id: ids[0], data: "first" },
+      { id: ids[1], data: "second" },
+    ]);
+    await goesOnLive(again, room);
+  });
+
   test("loses a dropped subscriber at the next heartbeat, and keeps serving the others", async () => {
     const room = newRoom();
     const staying = await open(`/rooms/${room}/events`);
@@ -468,6 +479,7 @@ describe("a room's history in its Durable Object's storage, across restarts", ()
 
     test.each([
       ["an id trimmed out of storage", "1"],
+      ["the id before the first, once the first is trimmed", "0"],
       ["an id this room never gave", "99"],
       ["an id of another kind", "café ☕ 042"],
     ])("%s gets the reset event, then live events only", async (_, lastEventId) => {

@@ -32,9 +32,12 @@ export function keyOf(id: number): string {
   return `${PREFIX}${String(id).padStart(16, "0")}`;
 }
 
-/** The number in an id this log gave ("42"), or `null` for any other string: such an id was never written here. */
+/**
+ * The number in an id this log gives ("42"), or "0", the id before the first; `null` for any other string: such an
+ * id was never written here.
+ */
 function numberOf(lastEventId: string): number | null {
-  if (!/^[1-9]\d{0,15}$/.test(lastEventId)) return null;
+  if (!/^(?:0|[1-9]\d{0,15})$/.test(lastEventId)) return null;
   const id = Number(lastEventId);
   return Number.isSafeInteger(id) ? id : null;
 }
