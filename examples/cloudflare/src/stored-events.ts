@@ -42,6 +42,7 @@ function numberOf(lastEventId: string): number | null {
   return Number.isSafeInteger(id) ? id : null;
 }
 
+/** The room's log in `storage`: `append` when publishing, and the channel's `history` (its `after`) when resuming. */
 export class StoredEvents implements EventHistory {
   readonly #storage: DurableObjectStorage;
   readonly #limit: number;
@@ -59,6 +60,7 @@ export class StoredEvents implements EventHistory {
     this.#lastId = (await this.#storage.get<number>(LAST_ID)) ?? 0;
     if (this.#lastId <= this.#limit) return;
     const end = keyOf(this.#lastId - this.#limit + 1);
+    // Bounded: 1,000 rounds of 128 keys is far more than any limit this example would have been deployed with.
     for (let round = 0; round < 1_000; round++) {
       const stale = await this.#storage.list({ prefix: PREFIX, end, limit: DELETE_BATCH });
       if (stale.size === 0) return;
