@@ -8,8 +8,13 @@ export default defineConfig({
   },
   test: {
     include: ["test/**/*.test.ts"],
-    // Chromium and Next.js run only under test/ci.vitest.config.ts, from .ci/run.
-    exclude: [...configDefaults.exclude, "test/runtime/chromium.test.ts", "test/runtime/nextjs.test.ts"],
+    // Chromium (the browser tests and the Cloudflare page) and Next.js run only under test/ci.vitest.config.ts, from .ci/run.
+    exclude: [
+      ...configDefaults.exclude,
+      "test/runtime/chromium.test.ts",
+      "test/runtime/cloudflare-page.test.ts",
+      "test/runtime/nextjs.test.ts",
+    ],
     // Unhandled rejections fail the run (vitest's default); never turn that off.
     dangerouslyIgnoreUnhandledErrors: false,
     testTimeout: 20_000,

@@ -129,7 +129,7 @@ interface KeepAliveGroup {
  * assert.equal(await response.text(), "retry: 1000\n\nid: 3\ndata: event 3\n\nid: 4\ndata: event 4\n\n");
  * ```
  */
-export class EventChannel {
+export class EventChannel<Events extends Record<string, unknown> = Record<string, unknown>> {
   readonly #serialize: Serialize;
   readonly #maxBufferedBytes: number;
   readonly #memory: MemoryHistory | undefined;
@@ -139,7 +139,7 @@ export class EventChannel {
   readonly #keepAlive = new Map<number, KeepAliveGroup>();
   #closed = false;
 
-  constructor(options?: EventChannelOptions) {
+  constructor(options?: EventChannelOptions<Events>) {
     const where = "EventChannel";
     this.#serialize = serializerOf(where, options);
     const {
@@ -203,7 +203,7 @@ export class EventChannel {
    * assert.equal(await response.text(), ':\n\nevent: price\ndata: {"symbol":"ACME","cents":1234}\n\n');
    * ```
    */
-  emit(input: EventInput): void {
+  emit(input: EventInput<Events>): void {
     if (this.#closed) fail("EventChannel.emit", "the channel is closed; make a new EventChannel");
     const bytes = utf8(encodeWith(input, this.#serialize, "EventChannel.emit"));
     const entry: Entry = { id: idOf(input), bytes };
@@ -292,7 +292,7 @@ export class EventChannel {
    * assert.equal(await response.text(), ":\n\n");
    * ```
    */
-  close(last?: EventInput): void {
+  close(last?: EventInput<Events>): void {
     const farewell = last === undefined ? undefined : utf8(encodeWith(last, this.#serialize, "EventChannel.close"));
     if (this.#closed) return;
     this.#closed = true;

@@ -3,7 +3,7 @@ import { fail, shown } from "./errors.ts";
 import { deadline, type SilenceTimer, silenceTimer } from "./keep-alive.ts";
 import { isRequest, lastEventId } from "./last-event-id.ts";
 import { badSource, isSource, type Puller, pullerOf } from "./source.ts";
-import type { EventInput, EventSourceResponseInit, EventSourceSource, EventStreamLike } from "./types.ts";
+import type { EventInput, EventSourceResponseInit, EventSourceSource, EventStreamLike, KnownKeys } from "./types.ts";
 import { utf8 } from "./utf8.ts";
 
 const DEFAULT_HEADERS: readonly (readonly [string, string])[] = [
@@ -88,7 +88,10 @@ export interface StreamOptions {
  * await reader.cancel();
  * ```
  */
-export function eventSourceResponse(source: EventSourceSource, init?: EventSourceResponseInit): Response {
+export function eventSourceResponse<Input extends EventInput>(
+  source: EventSourceSource<Input & KnownKeys<Input>>,
+  init?: EventSourceResponseInit,
+): Response {
   const where = "eventSourceResponse";
   if (!isSource(source)) badSource(where, source);
   const options = streamOptions(where, init);

@@ -558,6 +558,26 @@ describe("EventChannel: errors", () => {
     expect(await eventsOf(response)).toEqual([{ data: "valid" }]);
   });
 
+  test("emit rejects data that is a promise, or that serialize cannot serialize, with a TypeError and sends nothing", async () => {
+    const channel = new EventChannel();
+    const response = channel.response();
+    expect(() => channel.emit({ event: "late", data: Promise.resolve(1) })).toThrowError(
+      new TypeError(
+        "EventChannel.emit: input.data must not be a promise or another thenable; await it before sending the event",
+      ),
+    );
+    expect(() => channel.emit({ data: { count: 1n } })).toThrowError(
+      expect.objectContaining({
+        name: "TypeError",
+        message: "EventChannel.emit: input.data could not be serialized: Do not know how to serialize a BigInt",
+        cause: expect.any(TypeError),
+      }),
+    );
+    channel.emit("valid");
+    channel.close();
+    expect(await eventsOf(response)).toEqual([{ data: "valid" }]);
+  });
+
   test("emit after close is a TypeError", () => {
     const channel = new EventChannel();
     channel.close();

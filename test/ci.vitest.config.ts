@@ -8,8 +8,8 @@ export default defineConfig({
   test: {
     ...base.test,
     // Replaces the base list (mergeConfig would append to it and run every test again).
-    include: ["test/runtime/chromium.test.ts", "test/runtime/nextjs.test.ts"],
-    // The base config excludes exactly these two from npm test.
+    include: ["test/runtime/chromium.test.ts", "test/runtime/cloudflare-page.test.ts", "test/runtime/nextjs.test.ts"],
+    // The base config excludes exactly these from npm test.
     exclude: configDefaults.exclude,
     env: { EVENTSOURCE_SERVER_CI: "1" },
     // A Next.js production build takes about half a minute on two shared cores.

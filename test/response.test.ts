@@ -439,6 +439,39 @@ describe("eventSourceResponse: errors", () => {
     );
   });
 
+  test("data that is a promise calls onError with a TypeError, and the event onError returns is written", async () => {
+    const onError = vi.fn(() => ({ event: "error", data: "try again" }));
+    async function* source() {
+      yield "fine";
+      yield { event: "late", data: Promise.resolve(1) };
+    }
+    const text = await eventSourceResponse(source(), { onError, serialize: () => "never used" }).text();
+    expect(parseWire(text).events).toEqual([{ data: "fine" }, { event: "error", data: "try again" }]);
+    expect(onError).toHaveBeenCalledTimes(1);
+    expect(onError).toHaveBeenCalledWith(
+      new TypeError(
+        "encodeEvent: input.data must not be a promise or another thenable; await it before sending the event",
+      ),
+    );
+  });
+
+  test("an error from serialize reaches onError as a TypeError whose cause is the original", async () => {
+    const tooDeep = new RangeError("too deep");
+    const onError = vi.fn();
+    const serialize = (): string => {
+      throw tooDeep;
+    };
+    expect(await eventSourceResponse([{ data: 1 }], { serialize, onError }).text()).toBe(":\n\n");
+    expect(onError).toHaveBeenCalledTimes(1);
+    expect(onError).toHaveBeenCalledWith(
+      expect.objectContaining({
+        name: "TypeError",
+        message: "encodeEvent: input.data could not be serialized: too deep",
+        cause: tooDeep,
+      }),
+    );
+  });
+
   test("a function source that returns something unreadable goes to onError", async () => {
     const onError = vi.fn();
     const text = await eventSourceResponse(() => 42 as never, { onError }).text();
