@@ -296,6 +296,12 @@ function emitter(res: NodeResponse): Pick<Readable, "on" | "once" | "off"> {
   return res as unknown as Pick<Readable, "on" | "once" | "off">;
 }
 
+/** Whether the response was sent whole: its end written out, and on HTTP/2 the stream closed without a reset. */
+function isFinished(res: NodeResponse): boolean {
+  // Node's HTTP/2 compatibility layer reports writableFinished for a stream the client reset, too.
+  return isHttp2(res) ? res.writableEnded && res.stream.rstCode === constants.NGHTTP2_NO_ERROR : res.writableFinished;
+}
+
 function isResponse(value: unknown): value is Response {
   if (value === null || typeof value !== "object") return false;
   const { status, headers } = value as Response;
@@ -308,7 +314,7 @@ function leftSignal(res: NodeResponse): AbortSignal {
   if (isGone(res)) controller.abort();
   else {
     emitter(res).once("close", () => {
-      if (!res.writableFinished) controller.abort();
+      if (!isFinished(res)) controller.abort();
     });
   }
   return controller.signal;
