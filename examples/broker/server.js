@@ -12,8 +12,8 @@
  */
 import { createServer } from "node:http";
 import { EventChannel } from "eventsource-server";
+import { toNodeHandler as toNodeListener } from "eventsource-server/node";
 import { createClient } from "redis";
-import { toNodeListener } from "../node/bridge.js";
 
 const redisUrl = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
 const topic = process.env.TOPIC ?? "events";

@@ -9,7 +9,7 @@ import { build } from "esbuild";
 import { createClient } from "redis";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { type ParsedEvent, parseWire, readerOf } from "../helpers.ts";
-import { freePort, RESULTS, ROOT, type Running, startServer, stopperOf, within } from "./harness.ts";
+import { freePort, PACKAGE_ALIAS, RESULTS, ROOT, type Running, startServer, stopperOf, within } from "./harness.ts";
 
 const REDIS_SERVER = "/usr/bin/redis-server";
 const TOPIC = "events";
@@ -98,7 +98,7 @@ describe("examples/broker: Redis pub/sub feeding an EventChannel", () => {
       format: "esm",
       outfile,
       external: ["redis"],
-      alias: { "eventsource-server": `${ROOT}src/index.ts` },
+      alias: PACKAGE_ALIAS,
       logLevel: "silent",
     });
     // It prints its URL only once it has subscribed, so nothing published after that is missed.
