@@ -48,6 +48,12 @@ console.log(`fastify example: http://127.0.0.1:${port}/events (Ctrl-C to stop)`)
 
 for (const signal of /** @type {const} */ (["SIGINT", "SIGTERM"])) {
   process.once(signal, () => {
-    app.close().then(() => process.exit(0));
+    app.close().then(
+      () => process.exit(0),
+      (error) => {
+        console.error(error);
+        process.exit(1);
+      },
+    );
   });
 }
