@@ -96,11 +96,13 @@ function gated(count = Number.POSITIVE_INFINITY) {
   const finished = deferred();
   const state = {
     produced: 0,
+    signal: undefined as AbortSignal | undefined,
     release(i: number) {
       gate(i).resolve();
     },
     finished: finished.promise,
     async *events({ signal }: { signal: AbortSignal }) {
+      state.signal = signal;
       try {
         for (let i = 1; i <= count; i++) {
           const aborted = new Promise<void>((resolve) => signal.addEventListener("abort", () => resolve()));
@@ -916,41 +918,85 @@ describe("over TLS", () => {
 });
 
 describe("Readable.fromWeb(response.body).pipe(res), the usual one-liner", () => {
-  test("leaves the source running after the client left, where sendResponse stops it", async () => {
-    let piped: Readable | undefined;
-    const pipedSource = gated();
-    const sentSource = gated();
-    const piping = await serve((_req, res) => {
-      const response = eventSourceResponse(pipedSource.events, { keepAlive: false });
+  /** A server that sends `make()`'s response the usual way; the piped stream and the server's close, for the test. */
+  async function piping(make: () => Response) {
+    const sent = { piped: undefined as Readable | undefined, closed: deferred(), failed: deferred<unknown>() };
+    const origin = await serve((_req, res) => {
+      const response = make();
       res.writeHead(response.status, Object.fromEntries(response.headers));
-      piped = Readable.fromWeb(response.body as import("node:stream/web").ReadableStream);
-      piped.pipe(res);
+      sent.piped = Readable.fromWeb(response.body as import("node:stream/web").ReadableStream);
+      sent.piped.once("error", (error) => sent.failed.resolve(error));
+      sent.piped.pipe(res);
+      res.once("close", () => sent.closed.resolve());
     });
-    const sending = await serve(toNodeHandler(() => eventSourceResponse(sentSource.events, { keepAlive: false })));
-    for (const [origin, source] of [
-      [piping, pipedSource],
+    return { origin, sent };
+  }
+
+  test("leaves the source running after the client left, where sendResponse stops it", async () => {
+    const pipedSource = gated();
+    const { origin, sent } = await piping(() => eventSourceResponse(pipedSource.events));
+    const sentSource = gated();
+    const sending = await serve(toNodeHandler(() => eventSourceResponse(sentSource.events)));
+    for (const [at, source] of [
+      [origin, pipedSource],
       [sending, sentSource],
     ] as const) {
-      const { req, response } = get(origin);
+      const { req, response } = get(at);
       const res = await response;
       source.release(1);
       await readUntil(res, (text) => events(text).length === 1, "the first event");
-      const gone = new Promise((resolve) => res.socket.once("close", resolve));
       req.destroy();
-      await gone;
     }
     await within(sentSource.finished, 10_000, "sendResponse's finally block");
+    expect(sentSource.signal?.aborted).toBe(true);
+    await within(sent.closed.promise, 10_000, "the piped response to close");
     let pipedFinished = false;
     void pipedSource.finished.then(() => {
       pipedFinished = true;
     });
     await settle(100);
-    // The pipe unpiped itself when the socket closed, but nothing cancelled the body: the source still waits.
+    // The pipe unpiped itself when the socket closed, but nothing cancelled the body: the source still waits,
+    // its signal (and with it the stream's keep-alive) still live.
     expect(pipedFinished).toBe(false);
-    expect(pipedSource.produced).toBe(1);
+    expect(pipedSource.signal?.aborted).toBe(false);
     // Only destroying the Node stream by hand cancels the body.
-    piped?.destroy();
+    sent.piped?.destroy();
     await within(pipedSource.finished, 10_000, "the piped source's finally after destroy()");
+  });
+
+  test("leaves the client waiting when the body errors, where sendResponse fails the connection", async () => {
+    const source = gated(1);
+    const { origin, sent } = await piping(() =>
+      eventSourceResponse(
+        async function* (context) {
+          yield* source.events(context);
+          throw new Error("the source broke");
+        },
+        {
+          onError: (error) => {
+            throw error;
+          },
+        },
+      ),
+    );
+    const { req, response } = get(origin);
+    const res = await response;
+    source.release(1);
+    await readUntil(res, (text) => events(text).length === 1, "the first event");
+    let ended = false;
+    res.once("end", () => {
+      ended = true;
+    });
+    res.once("error", () => {
+      ended = true;
+    });
+    expect(await within(sent.failed.promise, 10_000, "the piped body to error")).toMatchObject({
+      message: "the source broke",
+    });
+    await settle(100);
+    expect(ended).toBe(false);
+    expect(res.complete).toBe(false);
+    req.destroy();
   });
 });
 

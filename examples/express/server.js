@@ -25,18 +25,14 @@ async function* ticks({ signal, lastEventId }) {
 const app = express();
 app.use(express.json());
 
-// A Fetch handler is a route: toNodeHandler makes its Request and sends its Response.
-app.get(
-  "/events",
-  toNodeHandler((request) => eventSourceResponse(ticks, { request, retry: 2_000 })),
-);
+// A Fetch handler as a route: toNodeHandler makes its Request and sends its Response.
+const events = toNodeHandler((request) => eventSourceResponse(ticks, { request, retry: 2_000 }));
+app.get("/events", events);
 
 // express.json() has read the body: it is in req.body, and the Request (for its signal) has none.
 app.post("/words", (req, res) => {
-  const words = String(req.body?.text ?? "")
-    .split(/\s+/)
-    .filter(Boolean);
-  const events = words.map((word) => ({ event: "word", data: word }));
+  const words = String(req.body?.text ?? "").split(" ");
+  const events = words.filter(Boolean).map((word) => ({ event: "word", data: word }));
   return sendResponse(res, eventSourceResponse(events, { request: toRequest(req, res) }));
 });
 

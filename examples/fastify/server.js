@@ -35,10 +35,8 @@ app.get("/events", (request, reply) => {
 app.post("/words", (request, reply) => {
   reply.hijack();
   const body = /** @type {{ text?: unknown } | undefined} */ (request.body);
-  const words = String(body?.text ?? "")
-    .split(/\s+/)
-    .filter(Boolean);
-  const events = words.map((word) => ({ event: "word", data: word }));
+  const words = String(body?.text ?? "").split(" ");
+  const events = words.filter(Boolean).map((word) => ({ event: "word", data: word }));
   return sendResponse(reply.raw, eventSourceResponse(events, { request: toRequest(request.raw, reply.raw) }));
 });
 

@@ -4,6 +4,7 @@
  * the h2c example, read by node:http2's client.
  */
 
+import { readFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import { connect as http2Connect } from "node:http2";
 import type { AddressInfo } from "node:net";
@@ -19,6 +20,7 @@ import {
   clientScenarios,
   connectWith,
   fetchEvents,
+  ROOT,
   type Running,
   startServer,
   within,
@@ -212,4 +214,30 @@ describe("examples/http2 (h2c), spawned", () => {
     expect(await within(exited, 5_000, "the http2 example to exit")).toBe(0);
     session.destroy();
   });
+});
+
+describe("README.md's Node section", () => {
+  const readme = readFileSync(`${ROOT}README.md`, "utf8");
+  const excerpts = [...readme.matchAll(/```js ignore\n\/\/ (examples\/[\w-]+\/server\.js)\n([\s\S]*?)```/g)];
+
+  test("quotes Express, Fastify and Koa from their examples", () => {
+    expect(excerpts.map(([, file]) => file)).toEqual([
+      "examples/express/server.js",
+      "examples/fastify/server.js",
+      "examples/koa/server.js",
+    ]);
+  });
+
+  test.each(excerpts.map(([, file, code]) => [file as string, code as string]))(
+    "every line of the excerpt of %s is in that file, in order",
+    (file, code) => {
+      const source = readFileSync(`${ROOT}${file}`, "utf8");
+      let from = 0;
+      for (const line of code.split("\n").filter((one) => one.trim() !== "")) {
+        const at = source.indexOf(`${line}\n`, from);
+        expect(at, `${JSON.stringify(line)} in ${file} after offset ${from}`).toBeGreaterThanOrEqual(0);
+        from = at + line.length;
+      }
+    },
+  );
 });
