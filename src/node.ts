@@ -232,30 +232,25 @@ function writeHead(res: NodeResponse, response: Response): void {
 }
 
 /** Ends the response and waits until it has gone out, or the client has gone. */
-function ended(res: NodeResponse): Promise<void> {
-  return new Promise((resolve) => {
-    const done = (): void => {
-      emitter(res).off("finish", done);
-      emitter(res).off("close", done);
-      resolve();
-    };
-    emitter(res).on("finish", done);
-    emitter(res).on("close", done);
-    res.end();
-    if (res.writableFinished || isGone(res)) done();
-  });
+async function ended(res: NodeResponse): Promise<void> {
+  res.end();
+  // Node emits finish and close from later callbacks, so listening after end() misses neither.
+  if (!(res.writableFinished || isGone(res))) await firstOf(res, ["finish", "close"]);
 }
 
 /** Waits until the socket takes more, or the client has gone. */
 function drained(res: NodeResponse): Promise<void> {
+  return firstOf(res, ["drain", "close"]);
+}
+
+/** Resolves on the first of these events, and leaves no listener behind. */
+function firstOf(res: NodeResponse, names: string[]): Promise<void> {
   return new Promise((resolve) => {
     const done = (): void => {
-      emitter(res).off("drain", done);
-      emitter(res).off("close", done);
+      for (const name of names) emitter(res).off(name, done);
       resolve();
     };
-    emitter(res).on("drain", done);
-    emitter(res).on("close", done);
+    for (const name of names) emitter(res).on(name, done);
   });
 }
 
