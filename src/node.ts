@@ -197,9 +197,11 @@ async function send(res: NodeResponse, response: Response): Promise<void> {
       if (!(res as { write(chunk: Uint8Array): boolean }).write(value)) await drained(res);
     }
   } catch (error) {
-    // The body errored (a source's onError threw): a clean end would tell the client that all was sent.
+    // The body errored (a source's onError threw), or held something that is not bytes: a clean end would tell
+    // the client that all was sent. Cancelling stops a source that is still running, in the second case.
     console.error(error);
     broken(res);
+    await reader.cancel(error).catch(() => {});
     return;
   } finally {
     emitter(res).off("close", onClose);

@@ -485,6 +485,32 @@ describe("sendResponse over node:http", () => {
     expect(errorLog).toHaveBeenCalledWith(boom);
   });
 
+  test("a body chunk that is not bytes fails the connection and cancels the body", async () => {
+    const errorLog = vi.spyOn(console, "error").mockImplementation(() => {});
+    const cancelled = deferred<unknown>();
+    const origin = await serve(
+      toNodeHandler(
+        () =>
+          new Response(
+            new ReadableStream({
+              start(controller) {
+                controller.enqueue(42);
+              },
+              cancel: (reason) => cancelled.resolve(reason),
+            }),
+          ),
+      ),
+    );
+    const res = await get(origin).response;
+    const failed = new Promise<unknown>((resolve) => res.once("error", resolve));
+    res.resume();
+    expect(await within(failed, 10_000, "the response to fail")).toMatchObject({ code: "ECONNRESET" });
+    expect(await within(cancelled.promise, 10_000, "the body to be cancelled")).toMatchObject({
+      code: "ERR_INVALID_ARG_TYPE",
+    });
+    expect(errorLog).toHaveBeenCalledTimes(1);
+  });
+
   test("sendResponse resolves after the client leaves, with the body cancelled", async () => {
     const source = gated();
     const over = deferred();
