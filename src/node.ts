@@ -22,7 +22,7 @@ export type NodeResponse = ServerResponse | Http2ServerResponse;
 /** A Fetch handler: what Deno, Bun, workerd and Next.js serve, and what `toNodeHandler` turns into a listener. */
 export type FetchHandler = (request: Request) => Response | Promise<Response>;
 
-// RFC 9113 §8.2.2: an HTTP/2 response must not carry these; Node throws when one is set.
+// RFC 9113 §8.2.2: an HTTP/2 response must not carry these; Node drops them itself, with a process warning.
 const CONNECTION_HEADERS = new Set(["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"]);
 
 /**
