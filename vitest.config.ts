@@ -1,10 +1,17 @@
 import { fileURLToPath } from "node:url";
 import { configDefaults, defineConfig } from "vitest/config";
 
+const source = (file: string): string => fileURLToPath(new URL(`./src/${file}`, import.meta.url));
+
 export default defineConfig({
   resolve: {
     // Examples and tests import the package by name, as users do; here that name means this checkout's source.
-    alias: { "eventsource-server": fileURLToPath(new URL("./src/index.ts", import.meta.url)) },
+    // Exact regular expressions: a string alias is a prefix, and would send "eventsource-server/node" to
+    // "src/index.ts/node".
+    alias: [
+      { find: /^eventsource-server$/, replacement: source("index.ts") },
+      { find: /^eventsource-server\/node$/, replacement: source("node.ts") },
+    ],
   },
   test: {
     include: ["test/**/*.test.ts"],

@@ -13,8 +13,8 @@
  */
 import { createServer } from "node:http";
 import { EventChannel, encodeEvent } from "eventsource-server";
+import { toNodeHandler } from "eventsource-server/node";
 import { createClient } from "redis";
-import { toNodeListener } from "../node/bridge.js";
 import { redisStreamLog } from "./stream-log.js";
 
 const {
@@ -110,7 +110,7 @@ function handle(request) {
 /** Open responses, so shutdown can wait until each farewell has been written. */
 /** @type {Set<import("node:http").ServerResponse>} */
 const open = new Set();
-const listener = toNodeListener(handle);
+const listener = toNodeHandler(handle);
 const server = createServer((req, res) => {
   open.add(res);
   res.once("close", () => open.delete(res));

@@ -5,7 +5,7 @@
  */
 import { createServer } from "node:http";
 import { eventSourceResponse } from "eventsource-server";
-import { toNodeListener } from "./bridge.js";
+import { toNodeHandler } from "eventsource-server/node";
 import { page } from "./page.js";
 
 /**
@@ -49,7 +49,7 @@ export function handle(request) {
 }
 
 const port = Number(process.env.PORT ?? 8787);
-const server = createServer(toNodeListener(handle));
+const server = createServer(toNodeHandler(handle));
 server.listen(port, "127.0.0.1", () => {
   // With PORT=0 the system picks the port, so print the one it picked.
   const { port: actual } = /** @type {import("node:net").AddressInfo} */ (server.address());

@@ -1,12 +1,12 @@
 /**
  * Chromium's native EventSource, driven by playwright-core against Debian's /usr/bin/chromium, reading the
- * probe routes on the Node bridge, Deno and Bun; and a screenshot of the Node demo page showing live events.
+ * probe routes on Node (toNodeHandler), Deno and Bun; and a screenshot of the Node demo page showing live events.
  * Run by test/ci.vitest.config.ts only.
  */
 import { mkdir } from "node:fs/promises";
+import { toNodeHandler } from "eventsource-server/node";
 import type { Browser } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { toNodeListener } from "../../examples/node/bridge.js";
 import {
   bundleNodeDemo,
   chromiumConnect,
@@ -55,10 +55,10 @@ describe.runIf(EVENTSOURCE_SERVER_CI === "1")("chromium (test/ci.vitest.config.t
     await browser?.close();
   });
 
-  describe("Chromium's EventSource on the Node bridge", () => {
+  describe("Chromium's EventSource on Node's toNodeHandler", () => {
     let bridge: Awaited<ReturnType<typeof listenNode>> | undefined;
     beforeAll(async () => {
-      bridge = await listenNode(toNodeListener, (r) => probe(r) ?? new Response("not found\n", { status: 404 }));
+      bridge = await listenNode(toNodeHandler, (r) => probe(r) ?? new Response("not found\n", { status: 404 }));
     });
     afterAll(async () => {
       await bridge?.close();

@@ -280,7 +280,7 @@ export function clientScenarios(label: string, origin: () => string, connect: Co
   });
 }
 
-/** A server in this process: the Node bridge from examples/node serving `handler` on 127.0.0.1, port 0. */
+/** A server in this process: `toNodeHandler` (or another listener maker) serving `handler` on 127.0.0.1, port 0. */
 export async function listenNode(
   toNodeListener: (handler: (request: Request) => Response | Promise<Response>) => RequestListener,
   handler: (request: Request) => Response | Promise<Response>,
@@ -434,17 +434,32 @@ console.log("listening on http://127.0.0.1:" + server.port);
   return startServer(binary("bun"), ["--eval", serve], { cwd: `${ROOT}examples/bun` });
 }
 
-/** examples/node/demo.js bundled with the package name mapped to src/, so no build and no stale dist/. */
-export async function bundleNodeDemo(name: string): Promise<string> {
+/** The package's names mapped to this checkout's source, for bundling an example as a user would write it. */
+export const PACKAGE_ALIAS = {
+  "eventsource-server": `${ROOT}src/index.ts`,
+  "eventsource-server/node": `${ROOT}src/node.ts`,
+};
+
+/**
+ * An example bundled with the package names mapped to src/, so no build and no stale dist/; the packages in
+ * `external` (a framework) stay imports, resolved from node_modules.
+ */
+export async function bundleExample(entry: string, name: string, external: string[] = []): Promise<string> {
   const outfile = `${RESULTS}${name}.mjs`;
   await build({
-    entryPoints: [`${ROOT}examples/node/demo.js`],
+    entryPoints: [`${ROOT}${entry}`],
     bundle: true,
     platform: "node",
     format: "esm",
     outfile,
-    alias: { "eventsource-server": `${ROOT}src/index.ts` },
+    external,
+    alias: PACKAGE_ALIAS,
     logLevel: "silent",
   });
   return outfile;
+}
+
+/** examples/node/demo.js bundled with the package name mapped to src/, so no build and no stale dist/. */
+export function bundleNodeDemo(name: string): Promise<string> {
+  return bundleExample("examples/node/demo.js", name);
 }

@@ -1,11 +1,11 @@
 /**
- * Node: the bridge of examples/node serving the probe routes in this process, read by the `eventsource`
+ * Node: `toNodeHandler` of eventsource-server/node serving the probe routes in this process, read by the `eventsource`
  * package, undici's EventSource, and plain fetch with an independent parser; and the demo itself, spawned.
  */
 import { EventSource as EventSourcePackage } from "eventsource";
+import { toNodeHandler } from "eventsource-server/node";
 import { EventSource as UndiciEventSource } from "undici";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { toNodeListener } from "../../examples/node/bridge.js";
 import { parseWire, readerOf, settle } from "../helpers.ts";
 import {
   bundleNodeDemo,
@@ -21,31 +21,28 @@ import {
 } from "./harness.ts";
 import { FLOOD_EVENT_BYTES, probe } from "./probe.ts";
 
-let bridge: Awaited<ReturnType<typeof listenNode>> | undefined;
+let server: Awaited<ReturnType<typeof listenNode>> | undefined;
 const origin = (): string => {
-  if (bridge === undefined) throw new Error("the bridge server did not start");
-  return bridge.origin;
+  if (server === undefined) throw new Error("the server did not start");
+  return server.origin;
 };
 
 beforeAll(async () => {
-  bridge = await listenNode(
-    toNodeListener,
-    (request) => probe(request) ?? new Response("not found\n", { status: 404 }),
-  );
+  server = await listenNode(toNodeHandler, (request) => probe(request) ?? new Response("not found\n", { status: 404 }));
 });
 afterAll(async () => {
-  await bridge?.close();
+  await server?.close();
 });
 
-describe("Node bridge, read by the eventsource package", () => {
+describe("toNodeHandler on node:http, read by the eventsource package", () => {
   clientScenarios("eventsource", origin, connectWith(EventSourcePackage));
 });
 
-describe("Node bridge, read by undici's EventSource", () => {
+describe("toNodeHandler on node:http, read by undici's EventSource", () => {
   clientScenarios("undici", origin, connectWith(UndiciEventSource));
 });
 
-describe("Node bridge, read by fetch and eventsource-parser", () => {
+describe("toNodeHandler on node:http, read by fetch and eventsource-parser", () => {
   const decoder = new TextDecoder();
   const produced = async (key: string): Promise<number> =>
     Number(await (await fetch(`${origin()}/probe/produced?key=${key}`)).text());

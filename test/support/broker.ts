@@ -3,7 +3,7 @@
  * checkout's source (no build, never a stale dist/), then started as real Node processes, one per instance.
  */
 import { build } from "esbuild";
-import { RESULTS, ROOT, type Running, startServer } from "../runtime/harness.ts";
+import { PACKAGE_ALIAS, RESULTS, ROOT, type Running, startServer } from "../runtime/harness.ts";
 
 /** Bundles examples/broker/server.js into test-results/<name>.mjs; redis stays external (from node_modules). */
 export async function bundleBroker(name: string): Promise<string> {
@@ -15,7 +15,7 @@ export async function bundleBroker(name: string): Promise<string> {
     format: "esm",
     outfile,
     external: ["redis"],
-    alias: { "eventsource-server": `${ROOT}src/index.ts` },
+    alias: PACKAGE_ALIAS,
     logLevel: "silent",
   });
   return outfile;
