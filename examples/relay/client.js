@@ -24,12 +24,14 @@ export async function* chat(url, prompt, signal) {
   });
   if (!response.ok || response.body === null) throw new Error(`${response.status}: ${await response.text()}`);
   const events = response.body.pipeThrough(new TextDecoderStream()).pipeThrough(new EventSourceParserStream());
-  for await (const { event, data } of events) {
-    if (event === "error") throw new Error(JSON.parse(data).message);
-    if (data === "[DONE]") return;
-    yield JSON.parse(data).choices[0]?.delta?.content ?? "";
+  const reader = events.getReader(); // a loop of reads: Safari cannot for-await a stream
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) throw new Error("the stream ended without [DONE]");
+    if (value.event === "error") throw new Error(JSON.parse(value.data).message);
+    if (value.data === "[DONE]") return;
+    yield JSON.parse(value.data).choices[0]?.delta?.content ?? "";
   }
-  throw new Error("the stream ended without [DONE]");
 }
 // #endregion recipe
 

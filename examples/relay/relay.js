@@ -48,11 +48,13 @@ export async function relay(request, upstream, init = {}) {
     async function* ({ signal }) {
       // Aborts the moment our stream ends for any reason, even while the upstream is silent mid-read.
       signal.addEventListener("abort", () => upstreamAbort.abort(), { once: true });
-      for await (const { data } of chunks) {
-        yield data; // each chunk's JSON text as it is, without parsing it again
-        if (data === "[DONE]") return;
+      const reader = chunks.getReader();
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) throw new Error("the upstream stream ended without [DONE]");
+        yield value.data; // each chunk's JSON text as it is, without parsing it again
+        if (value.data === "[DONE]") return;
       }
-      throw new Error("the upstream stream ended without [DONE]");
     },
     {
       request,
