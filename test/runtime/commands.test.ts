@@ -97,7 +97,7 @@ const COMMANDS: Record<string, Row> = {
   },
   "curl -N http://127.0.0.1:8788/events": { elsewhere: "a client of npm run broker" },
   "redis-cli publish events 'hello'": { elsewhere: "a client of npm run broker" },
-  [`redis-cli publish events '{"event":"note","id":"42","data":{"n":1}}'`]: {
+  'redis-cli publish events \'{"event":"note","id":"42","data":{"n":1}}\'': {
     elsewhere: "a client of npm run broker",
   },
   "npm run relay": {
@@ -282,9 +282,8 @@ describe("README commands", () => {
       const serves = row.serves;
       if (serves === undefined) throw new Error("not a server");
       const port = await freePort();
-      const env: Record<string, string> = { PORT: String(port) };
       const redis = serves.needs === "redis" ? await startRedis() : undefined;
-      if (redis !== undefined) env.REDIS_URL = `redis://127.0.0.1:${redis.port}`;
+      const env = { PORT: String(port), ...(redis ? { REDIS_URL: `redis://127.0.0.1:${redis.port}` } : {}) };
       const here = (text: string) =>
         text
           .replaceAll(`127.0.0.1:${serves.port}`, `127.0.0.1:${port}`)
