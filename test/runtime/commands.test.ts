@@ -6,7 +6,7 @@
  * does a row whose command no README has any more. Adding a command is one line here.
  *
  * The only edits made to a command: the port it documents becomes a free one (servers read $PORT), and
- * `redis-cli` talks to this test's own Redis on its port. `npm install`, written before a command, is what this
+ * `redis-cli` talks to this test's own Redis on its port. `npm install`, written before `npm start`, is what this
  * checkout has already done.
  */
 import { type ChildProcess, spawn } from "node:child_process";
@@ -43,7 +43,7 @@ interface Row {
 
 /** Every command the READMEs show, as typed; a client command appears under its server's row. */
 const COMMANDS: Record<string, Row> = {
-  "npm install && npm start": { serves: { port: 8787, probe: { get: "/events" } } },
+  "npm install && npm start": { elsewhere: "the npm start row: npm install is what this checkout has done" },
   "npm start": { serves: { port: 8787, probe: { get: "/events" } } },
   "npm test": { elsewhere: "the command that runs this test" },
   "npm install eventsource-server": {
@@ -288,8 +288,7 @@ describe("README commands", () => {
         text
           .replaceAll(`127.0.0.1:${serves.port}`, `127.0.0.1:${port}`)
           .replace(/^redis-cli /, `redis-cli -p ${redis?.port} `);
-      // `npm install` first: the precondition of every command, which this checkout has met.
-      const server = run(command.replace(/^npm install && /, ""), row.cwd ?? "", env);
+      const server = run(command, row.cwd ?? "", env);
       const clients: Spawned[] = [];
       try {
         await servesEvents(`http://127.0.0.1:${port}`, serves.probe, server);
