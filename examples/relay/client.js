@@ -4,10 +4,9 @@
  * (an EventSource can only GET). Run it: `node examples/relay/client.js http://127.0.0.1:8789/chat "Say hello"`.
  * The code between the `recipe` markers is the README's recipe, byte for byte (test/runtime/relay.test.ts checks it).
  */
-import { fileURLToPath } from "node:url";
+// #region recipe
 import { EventSourceParserStream } from "eventsource-parser/stream";
 
-// #region recipe
 /**
  * POSTs a chat request and yields the answer's text as it streams in.
  *
@@ -35,7 +34,8 @@ export async function* chat(url, prompt, signal) {
 }
 // #endregion recipe
 
-if (process.argv[1] === fileURLToPath(import.meta.url)) {
+// Run as a command (not imported): print the answer as it streams.
+if (process.argv[1] === import.meta.filename) {
   const [url = "http://127.0.0.1:8789/chat", prompt = "Say hello"] = process.argv.slice(2);
   for await (const text of chat(url, prompt)) process.stdout.write(text);
   process.stdout.write("\n");
