@@ -5,6 +5,8 @@
  * the Runtimes table, so the test cannot drift from the text: a command without a row in COMMANDS fails, and so
  * does a row whose command no README has any more. Adding a command is one line here.
  *
+ * Rows marked `ci` (the Next.js production build) run only in `npm run test:ci`, and only they run there.
+ *
  * The only edits made to a command: the port it documents becomes a free one (servers read $PORT), and
  * `redis-cli` talks to this test's own Redis on its port. `npm install`, written before `npm start`, is what this
  * checkout has already done.
@@ -34,8 +36,12 @@ interface Client {
 interface Row {
   /** Where it runs: the root, or the example folder its README says to run it from. */
   cwd?: string;
-  /** A server: the port it documents (replaced by a free one through $PORT), and how it is probed. */
-  serves?: { port: number; probe: Probe; needs?: "redis" };
+  /**
+   * A server: the port it documents (replaced by a free one through $PORT, or in `PORT=N` written in the
+   * command), and how it is probed. `ci`: too slow for `npm test` (a Next.js production build), so it runs in
+   * `npm run test:ci`, which runs only these rows.
+   */
+  serves?: { port: number; probe: Probe; needs?: "redis"; ci?: true };
   clients?: Client[];
   /** Not run by this test, and why: another test runs it, or it is this test's own caller. */
   elsewhere?: string;
@@ -80,12 +86,11 @@ const COMMANDS: Record<string, Row> = {
     elsewhere: "a client of node examples/cloudflare/dev.mjs",
   },
   "cd examples/nextjs && npm ci && npm run build && npm start": {
-    elsewhere:
-      "a Next.js production build (half a minute on two cores): test/runtime/nextjs.test.ts, in npm run test:ci",
+    serves: { port: 3000, probe: { get: "/api/events" }, ci: true },
   },
   "npm ci && npm run build && PORT=3000 npm start": {
-    elsewhere:
-      "a Next.js production build (half a minute on two cores): test/runtime/nextjs.test.ts, in npm run test:ci",
+    cwd: "examples/nextjs",
+    serves: { port: 3000, probe: { get: "/api/events" }, ci: true },
   },
   "npm run broker": {
     serves: { port: 8788, probe: { get: "/events", firstChunk: true }, needs: "redis" },
@@ -218,9 +223,9 @@ async function printed(spawned: Spawned, match: RegExp, ms: number, what: string
   }
 }
 
-/** Probes a server until it streams an event: a build step (tsc) may come first, so up to two minutes. */
-async function servesEvents(origin: string, probe: Probe, server: Spawned): Promise<void> {
-  const deadline = Date.now() + 120_000;
+/** Probes a server until it streams an event: a build step (tsc, next build) may come first. */
+async function servesEvents(origin: string, probe: Probe, server: Spawned, ms: number): Promise<void> {
+  const deadline = Date.now() + ms;
   for (;;) {
     if (server.child.exitCode !== null) throw new Error(`exited (${server.child.exitCode}):\n${server.output()}`);
     const init: RequestInit =
@@ -246,7 +251,7 @@ async function servesEvents(origin: string, probe: Probe, server: Spawned): Prom
       }
       return;
     }
-    if (Date.now() > deadline) throw new Error(`nothing served ${url} within 2 minutes:\n${server.output()}`);
+    if (Date.now() > deadline) throw new Error(`nothing served ${url} within ${ms} ms:\n${server.output()}`);
     await new Promise((resolve) => setTimeout(resolve, 200));
   }
 }
@@ -275,40 +280,44 @@ describe("README commands", () => {
     }
   });
 
-  const servers = Object.entries(COMMANDS).filter(([, row]) => row.serves !== undefined);
-  test.each(servers)(
-    "`%s` serves events, and its clients work against it, as typed",
-    async (command, row) => {
-      const serves = row.serves;
-      if (serves === undefined) throw new Error("not a server");
-      const port = await freePort();
-      const redis = serves.needs === "redis" ? await startRedis() : undefined;
-      const env = { PORT: String(port), ...(redis ? { REDIS_URL: `redis://127.0.0.1:${redis.port}` } : {}) };
-      const here = (text: string) =>
-        text
-          .replaceAll(`127.0.0.1:${serves.port}`, `127.0.0.1:${port}`)
-          .replace(/^redis-cli /, `redis-cli -p ${redis?.port} `);
-      const server = run(command, row.cwd ?? "", env);
-      const clients: Spawned[] = [];
-      try {
-        await servesEvents(`http://127.0.0.1:${port}`, serves.probe, server);
-        for (const client of row.clients ?? []) {
-          const spawned = run(here(client.command), row.cwd ?? "", env);
-          clients.push(spawned);
-          await printed(spawned, client.ready ?? client.expect, 30_000, client.command);
+  const { EVENTSOURCE_SERVER_CI } = process.env;
+  const CI = EVENTSOURCE_SERVER_CI === "1";
+  for (const [command, row] of Object.entries(COMMANDS).filter(([, r]) => r.serves !== undefined)) {
+    const where = row.serves?.ci ? test.runIf(CI) : test.skipIf(CI);
+    where(
+      `\`${command}\` serves events, and its clients work against it, as typed`,
+      async () => {
+        const serves = row.serves;
+        if (serves === undefined) throw new Error("not a server");
+        const port = await freePort();
+        const redis = serves.needs === "redis" ? await startRedis() : undefined;
+        const env = { PORT: String(port), ...(redis ? { REDIS_URL: `redis://127.0.0.1:${redis.port}` } : {}) };
+        const here = (text: string) =>
+          text
+            .replaceAll(`127.0.0.1:${serves.port}`, `127.0.0.1:${port}`)
+            .replace(/^redis-cli /, `redis-cli -p ${redis?.port} `);
+        const server = run(command.replace(`PORT=${serves.port} `, `PORT=${port} `), row.cwd ?? "", env);
+        const clients: Spawned[] = [];
+        try {
+          await servesEvents(`http://127.0.0.1:${port}`, serves.probe, server, serves.ci ? 300_000 : 120_000);
+          for (const client of row.clients ?? []) {
+            const spawned = run(here(client.command), row.cwd ?? "", env);
+            clients.push(spawned);
+            await printed(spawned, client.ready ?? client.expect, 30_000, client.command);
+          }
+          for (const [i, client] of (row.clients ?? []).entries()) {
+            const spawned = clients[i] as Spawned;
+            await printed(spawned, client.expect, 30_000, client.command);
+            // A one-shot command must also have succeeded.
+            if (spawned.child.exitCode !== null) expect(spawned.child.exitCode, client.command).toBe(0);
+          }
+        } finally {
+          for (const spawned of clients) await spawned.stop();
+          await server.stop();
+          await redis?.server.stop();
         }
-        for (const [i, client] of (row.clients ?? []).entries()) {
-          const spawned = clients[i] as Spawned;
-          await printed(spawned, client.expect, 30_000, client.command);
-          // A one-shot command must also have succeeded.
-          if (spawned.child.exitCode !== null) expect(spawned.child.exitCode, client.command).toBe(0);
-        }
-      } finally {
-        for (const spawned of clients) await spawned.stop();
-        await server.stop();
-        await redis?.server.stop();
-      }
-    },
-    180_000,
-  );
+      },
+      400_000,
+    );
+  }
 });
