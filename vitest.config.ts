@@ -8,11 +8,12 @@ export default defineConfig({
   },
   test: {
     include: ["test/**/*.test.ts"],
-    // Chromium, Next.js and Bun's 12 s stalled reader run only under test/ci.vitest.config.ts, from .ci/run:
-    // with them, npm test took 3 minutes on this project's shared machine.
+    // Chromium (the browser tests and the Cloudflare page), Next.js and Bun's 12 s stalled reader run only under
+    // test/ci.vitest.config.ts, from .ci/run: with the last, npm test took 3 minutes on this project's shared machine.
     exclude: [
       ...configDefaults.exclude,
       "test/runtime/chromium.test.ts",
+      "test/runtime/cloudflare-page.test.ts",
       "test/runtime/nextjs.test.ts",
       "test/runtime/bun-stall.test.ts",
     ],

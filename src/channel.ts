@@ -7,39 +7,71 @@
  */
 import { encodeWith, isRetry, type Serialize, serializerOf } from "./encode.ts";
 import { fail, shown } from "./errors.ts";
+import { type Entry, idOf, type MemoryHistory, memoryHistory, type Resume, resume } from "./history.ts";
 import { type SilenceTimer, silenceTimer } from "./keep-alive.ts";
 import { isRequest } from "./last-event-id.ts";
 import {
   COMMENT,
   eventStreamResponse,
   firstChunk,
+  maxDurationTimer,
+  noop,
   onAbort,
   requestedId,
   type StreamOptions,
   streamOptions,
 } from "./response.ts";
-import type { EventChannelOptions, EventInput, EventSourceResponseInit } from "./types.ts";
+import type { EventChannelOptions, EventHistory, EventInput, EventSourceResponseInit } from "./types.ts";
 import { utf8 } from "./utf8.ts";
 
 const DEFAULT_MAX_BUFFERED_BYTES = 1024 * 1024;
 
+/** How long a subscriber's backlog may stay above `maxBufferedBytes` before it is closed. */
+const OVER_CAP_MS = 1_000;
+
 /** Options people reach for here that belong to each response, and where to put them instead. */
-const PER_RESPONSE = new Set(["keepAlive", "retry", "headers", "status", "signal", "request", "onError"]);
+const PER_RESPONSE = new Set([
+  "keepAlive",
+  "retry",
+  "headers",
+  "status",
+  "signal",
+  "request",
+  "onError",
+  "maxDuration",
+]);
 
 // Encoded once: every heartbeat of every subscriber is the same bytes.
 const HEARTBEAT = utf8(COMMENT);
 
-/** One emitted event as the history keeps it: its bytes, and its `id` as the client will echo it. */
-interface Entry {
-  id: string | undefined;
-  bytes: Uint8Array;
+// What the next enqueue weighs in a subscriber's byte-counting queue, when not its length. Set only around one
+// synchronous enqueue, so one variable serves every subscriber, and their queues share one size function.
+let weightOfNext: number | undefined;
+const weigh = (chunk: Uint8Array): number => weightOfNext ?? chunk.byteLength;
+
+/** Enqueues a chunk that weighs `weight` bytes against `maxBufferedBytes`, whatever its length. */
+function enqueueWeighing(controller: ReadableStreamDefaultController<Uint8Array>, bytes: Uint8Array, weight: number) {
+  weightOfNext = weight;
+  try {
+    controller.enqueue(bytes);
+  } finally {
+    weightOfNext = undefined;
+  }
 }
 
 /** One open subscriber stream. */
 interface Subscriber {
   controller: ReadableStreamDefaultController<Uint8Array>;
   keepAliveMs: number;
+  /** Set at the first pull: the body has been read. */
+  reading: boolean;
+  /** When its backlog went above the cap, if it has stayed there since; `undefined` while it is not above. */
+  overSince: number | undefined;
+  /** While it resumes from a shared log: the seam that holds and de-duplicates its live events. */
+  resume: Resume | undefined;
   stopListening: () => void;
+  /** Disarms its `maxDuration`, armed at the first read. */
+  stopDeadline: () => void;
 }
 
 /** Subscribers sharing one keep-alive value share one timer: 10,000 clients cost one timer, not 10,000. */
@@ -97,22 +129,39 @@ interface KeepAliveGroup {
  * assert.equal(await response.text(), "retry: 1000\n\nid: 3\ndata: event 3\n\nid: 4\ndata: event 4\n\n");
  * ```
  */
-export class EventChannel {
+export class EventChannel<Events extends Record<string, unknown> = Record<string, unknown>> {
   readonly #serialize: Serialize;
-  readonly #replay: number;
   readonly #maxBufferedBytes: number;
+  readonly #memory: MemoryHistory | undefined;
+  readonly #history: EventHistory | undefined;
+  readonly #onHistoryLost: ((lastEventId: string) => EventInput | void) | undefined;
   readonly #subscribers = new Set<Subscriber>();
   readonly #keepAlive = new Map<number, KeepAliveGroup>();
-  /** A ring of the last `#replay` events; `#next` is where the next one goes, the oldest once it is full. */
-  readonly #history: Entry[] = [];
-  #next = 0;
   #closed = false;
 
-  constructor(options?: EventChannelOptions) {
+  constructor(options?: EventChannelOptions<Events>) {
     const where = "EventChannel";
     this.#serialize = serializerOf(where, options);
-    const { replay = 0, maxBufferedBytes = DEFAULT_MAX_BUFFERED_BYTES, ...rest } = options ?? {};
+    const {
+      replay = 0,
+      history,
+      onHistoryLost,
+      maxBufferedBytes = DEFAULT_MAX_BUFFERED_BYTES,
+      ...rest
+    } = options ?? {};
     if (!isRetry(replay)) fail(where, `options.replay must be a non-negative safe integer, got ${shown(replay)}`);
+    if (history !== undefined && typeof (history as EventHistory | null)?.after !== "function") {
+      fail(
+        where,
+        `options.history must be an object with an after(lastEventId, { signal }) method, got ${shown(history)}`,
+      );
+    }
+    if (history !== undefined && replay > 0) {
+      fail(where, "options.replay and options.history cannot both be set; a channel has one history");
+    }
+    if (onHistoryLost !== undefined && typeof onHistoryLost !== "function") {
+      fail(where, `options.onHistoryLost must be a function, got ${shown(onHistoryLost)}`);
+    }
     if (!(isRetry(maxBufferedBytes) && maxBufferedBytes > 0)) {
       fail(where, `options.maxBufferedBytes must be a positive safe integer, got ${shown(maxBufferedBytes)}`);
     }
@@ -121,7 +170,9 @@ export class EventChannel {
       const hint = PER_RESPONSE.has(key) ? `; pass ${key} to channel.response(request, init)` : "";
       fail(where, `unknown option ${shown(key)}${hint}`);
     }
-    this.#replay = replay;
+    this.#memory = replay > 0 ? memoryHistory(replay) : undefined;
+    this.#history = history;
+    this.#onHistoryLost = onHistoryLost;
     this.#maxBufferedBytes = maxBufferedBytes;
   }
 
@@ -152,16 +203,22 @@ export class EventChannel {
    * assert.equal(await response.text(), ':\n\nevent: price\ndata: {"symbol":"ACME","cents":1234}\n\n');
    * ```
    */
-  emit(input: EventInput): void {
+  emit(input: EventInput<Events>): void {
     if (this.#closed) fail("EventChannel.emit", "the channel is closed; make a new EventChannel");
     const bytes = utf8(encodeWith(input, this.#serialize, "EventChannel.emit"));
-    if (this.#replay > 0) this.#remember(idOf(input), bytes);
+    const entry: Entry = { id: idOf(input), bytes };
+    this.#memory?.remember(entry);
+    let now = 0;
     // Deleting from a Set while iterating it is safe: an evicted subscriber is simply not visited again.
     for (const subscriber of this.#subscribers) {
-      const { controller } = subscriber;
-      controller.enqueue(bytes);
-      // desiredSize is maxBufferedBytes minus the unread bytes: below zero, this client has fallen too far behind.
-      if ((controller.desiredSize ?? 0) < 0) this.#leave(subscriber, true);
+      const { controller, resume } = subscriber;
+      if (resume === undefined || resume.pass(entry)) controller.enqueue(bytes);
+      if ((controller.desiredSize ?? 0) < 0 || resume !== undefined) {
+        if (this.#isOverCap(subscriber)) {
+          if (now === 0) now = Date.now();
+          this.#overCap(subscriber, now);
+        }
+      }
     }
     for (const group of this.#keepAlive.values()) group.timer.touch();
   }
@@ -235,42 +292,132 @@ export class EventChannel {
    * assert.equal(await response.text(), ":\n\n");
    * ```
    */
-  close(): void {
+  close(last?: EventInput<Events>): void {
+    const farewell = last === undefined ? undefined : utf8(encodeWith(last, this.#serialize, "EventChannel.close"));
     if (this.#closed) return;
     this.#closed = true;
-    for (const subscriber of this.#subscribers) this.#leave(subscriber, true);
-    this.#history.length = 0;
+    for (const subscriber of this.#subscribers) {
+      if (farewell !== undefined) subscriber.controller.enqueue(farewell);
+      this.#leave(subscriber, true);
+    }
+    this.#memory?.clear();
   }
 
   /** Everything from the subscriber's first chunk to its joining happens in one synchronous step: no emit can fall between. */
   #subscribe(options: StreamOptions): ReadableStream<Uint8Array> {
+    const max = this.#maxBufferedBytes;
     let subscriber: Subscriber | undefined;
     return new ReadableStream<Uint8Array>(
       {
         start: (controller) => {
-          controller.enqueue(firstChunk(options.retry));
+          // The first chunk weighs as much as the whole cap, so the stream asks for more (calls pull) only once
+          // a reader has taken it: that first pull is the first read.
+          enqueueWeighing(controller, firstChunk(options.retry), max);
           if (this.#closed) return controller.close();
-          const joining: Subscriber = { controller, keepAliveMs: options.keepAliveMs, stopListening: noop };
           let abortedAlready = false;
-          joining.stopListening = onAbort(options, () => {
+          const stopListening = onAbort(options, () => {
             if (subscriber === undefined) abortedAlready = true;
             else this.#leave(subscriber, true);
           });
           if (abortedAlready) return controller.close();
-          const id = requestedId(options);
-          // The replay is not held to maxBufferedBytes: the client asked for it, and evicting it would only
-          // make it ask again. The next emit checks the total.
-          if (id !== null) for (const bytes of this.#since(id)) controller.enqueue(bytes);
+          const joining: Subscriber = {
+            controller,
+            keepAliveMs: options.keepAliveMs,
+            reading: false,
+            overSince: undefined,
+            resume: undefined,
+            stopListening,
+            stopDeadline: noop,
+          };
           subscriber = joining;
-          this.#join(subscriber);
+          this.#join(joining);
+          const id = requestedId(options);
+          if (id === null) return;
+          // Replayed bytes are not held to maxBufferedBytes: the client asked for them, and closing it for them
+          // would only make it ask again. Each replayed chunk weighs one byte, not none: workerd never delivers a
+          // chunk that weighs nothing (nor a fraction of a byte).
+          const replayed = (bytes: Uint8Array): void => enqueueWeighing(controller, bytes, 1);
+          this.#replay(joining, id, replayed);
+        },
+        pull: () => {
+          if (subscriber === undefined) return;
+          // Called only while the backlog is below the cap, so whatever it was above, it has fallen back.
+          subscriber.overSince = undefined;
+          if (subscriber.reading) return;
+          subscriber.reading = true;
+          const reading = subscriber;
+          reading.stopDeadline = maxDurationTimer(options, () => this.#leave(reading, true));
         },
         cancel: () => {
           if (subscriber !== undefined) this.#leave(subscriber, false);
         },
       },
       // A byte-counting queue: desiredSize is maxBufferedBytes minus the bytes this client has not read yet.
-      { highWaterMark: this.#maxBufferedBytes, size: (chunk) => chunk.byteLength },
+      { highWaterMark: max, size: weigh },
     );
+  }
+
+  /** Writes what a client resuming after `id` missed, now from memory, or as a shared log answers. */
+  #replay(subscriber: Subscriber, id: string, replayed: (bytes: Uint8Array) => void): void {
+    const history = this.#history;
+    if (history === undefined) {
+      const missed = this.#memory?.after(id) ?? null;
+      if (missed !== null) {
+        for (const bytes of missed) replayed(bytes);
+        return;
+      }
+      if (this.#onHistoryLost !== undefined) {
+        const lost = this.#lost(id);
+        if (lost !== undefined) replayed(lost);
+      } else if (this.#memory !== undefined) {
+        // The memory's whole history: the client missed at least that much (the choice made in 0.1).
+        for (const bytes of this.#memory.all()) replayed(bytes);
+      }
+      return;
+    }
+    const { controller } = subscriber;
+    subscriber.resume = resume(history, id, this.#serialize, {
+      replayed: (bytes) => {
+        if (this.#subscribers.has(subscriber)) replayed(bytes);
+      },
+      live: (bytes) => {
+        if (this.#subscribers.has(subscriber)) controller.enqueue(bytes);
+      },
+      lost: () => this.#lost(id),
+      done: () => {
+        subscriber.resume = undefined;
+      },
+    });
+  }
+
+  /** The encoded `onHistoryLost` event for a client resuming after `id`, if there is one. */
+  #lost(id: string): Uint8Array | undefined {
+    const onHistoryLost = this.#onHistoryLost;
+    if (onHistoryLost === undefined) return undefined;
+    try {
+      const event = onHistoryLost(id);
+      return event === undefined ? undefined : utf8(encodeWith(event, this.#serialize, "EventChannel: onHistoryLost"));
+    } catch (error) {
+      // The client gets live events all the same; the broken callback is the server's to fix.
+      console.error(error);
+      return undefined;
+    }
+  }
+
+  /** Unread live bytes above the cap; before the first read, the first chunk's weight aside (see #subscribe). */
+  #isOverCap(subscriber: Subscriber): boolean {
+    const unreadAboveCap = -(subscriber.controller.desiredSize ?? 0);
+    const held = subscriber.resume?.heldBytes() ?? 0;
+    return (subscriber.reading ? unreadAboveCap : unreadAboveCap - this.#maxBufferedBytes) + held > 0;
+  }
+
+  /**
+   * A backlog above the cap is closed only once it has stayed there a second: a burst, or one event larger than
+   * the cap, still reaches a client that reads it, while one that stopped reading is closed at the next check.
+   */
+  #overCap(subscriber: Subscriber, now: number): void {
+    if (subscriber.overSince === undefined) subscriber.overSince = now;
+    else if (now - subscriber.overSince >= OVER_CAP_MS) this.#leave(subscriber, true);
   }
 
   #join(subscriber: Subscriber): void {
@@ -282,9 +429,13 @@ export class EventChannel {
       const members = new Set<Subscriber>();
       const idle = this.#maxBufferedBytes;
       const timer = silenceTimer(keepAliveMs, () => {
-        // Only an idle client needs a heartbeat: one with unread bytes is not silent, and piling comments
-        // behind it helps no one. On workerd this write is also what reveals a client that has gone.
-        for (const member of members) if (member.controller.desiredSize === idle) member.controller.enqueue(HEARTBEAT);
+        const now = Date.now();
+        for (const member of members) {
+          // Only an idle client needs a heartbeat: one with unread bytes is not silent, and piling comments
+          // behind it helps no one. On workerd this write is also what reveals a client that has gone.
+          if (member.controller.desiredSize === idle) member.controller.enqueue(HEARTBEAT);
+          else if (this.#isOverCap(member)) this.#overCap(member, now);
+        }
       });
       group = { timer, members };
       this.#keepAlive.set(keepAliveMs, group);
@@ -296,6 +447,9 @@ export class EventChannel {
   #leave(subscriber: Subscriber, closeBody: boolean): void {
     if (!this.#subscribers.delete(subscriber)) return;
     subscriber.stopListening();
+    subscriber.stopDeadline();
+    subscriber.resume?.stop();
+    subscriber.resume = undefined;
     const group = this.#keepAlive.get(subscriber.keepAliveMs);
     if (group?.members.delete(subscriber) && group.members.size === 0) {
       group.timer.stop();
@@ -304,41 +458,4 @@ export class EventChannel {
     // The unread bytes stay queued: a closed stream still delivers them, then ends, and the client reconnects.
     if (closeBody) subscriber.controller.close();
   }
-
-  #remember(id: string | undefined, bytes: Uint8Array): void {
-    const entry: Entry = { id, bytes };
-    if (this.#history.length < this.#replay) this.#history.push(entry);
-    else this.#history[this.#next] = entry;
-    this.#next = (this.#next + 1) % this.#replay;
-  }
-
-  /** The history after the newest event with this id, oldest first; the whole history when no event has it. */
-  #since(id: string): Uint8Array[] {
-    const history = this.#history;
-    const count = history.length;
-    // Once the ring is full, the oldest entry is where the next one will go.
-    const oldest = count < this.#replay ? 0 : this.#next;
-    let from = 0;
-    for (let age = count - 1; age >= 0; age--) {
-      if (history[(oldest + age) % count]?.id === id) {
-        from = age + 1;
-        break;
-      }
-    }
-    const bytes: Uint8Array[] = [];
-    for (let age = from; age < count; age++) {
-      const entry = history[(oldest + age) % count];
-      if (entry !== undefined) bytes.push(entry.bytes);
-    }
-    return bytes;
-  }
 }
-
-/** The id a client will send back for this event: the `id:` field exactly as written, or none. */
-function idOf(input: EventInput): string | undefined {
-  if (typeof input === "string") return undefined;
-  const { id } = input;
-  return id === undefined ? undefined : String(id);
-}
-
-function noop(): void {}

@@ -29,8 +29,10 @@ const RENAMED: Readonly<Record<string, string>> = {
  *
  * Throws a `TypeError` naming the field when a value cannot be written safely: a CR or LF in `event`; a CR, LF
  * or NUL in `id`; an `id` number that is not finite; a `retry` that is not a non-negative safe integer; a field
- * of the wrong type; `serialize` returning something other than a string; an unknown key; an input that is
- * neither a string nor a plain object.
+ * of the wrong type; `data` that is a promise or another thenable (whatever `serialize` is: it would be sent as
+ * `{}`); `serialize` throwing (a cycle, a `BigInt`: the `TypeError` says `input.data could not be serialized`
+ * and keeps the original as its `cause`) or returning something other than a string; an unknown key; an input
+ * that is neither a string nor a plain object.
  *
  * @param input A string (the data of a `message` event) or an event object.
  * @param options `serialize` turns non-string `data` into text.
@@ -55,6 +57,23 @@ const RENAMED: Readonly<Record<string, string>> = {
  * assert.throws(() => encodeEvent({ type: "tick" } as never), {
  *   name: "TypeError",
  *   message: 'encodeEvent: unknown key "type"; put the event type in "event"',
+ * });
+ * ```
+ *
+ * @example Data that cannot be serialized is an error that names the field and keeps the cause
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { encodeEvent } from "eventsource-server";
+ *
+ * assert.throws(() => encodeEvent({ data: { count: 1n } }), (error) => {
+ *   assert.ok(error instanceof TypeError);
+ *   assert.equal(error.message, "encodeEvent: input.data could not be serialized: Do not know how to serialize a BigInt");
+ *   assert.ok(error.cause instanceof TypeError);
+ *   return true;
+ * });
+ * assert.throws(() => encodeEvent({ data: Promise.resolve(1) }), {
+ *   name: "TypeError",
+ *   message: "encodeEvent: input.data must not be a promise or another thenable; await it before sending the event",
  * });
  * ```
  */
@@ -147,7 +166,7 @@ export function encodeWith(input: EventInput, serialize: Serialize, where: strin
     text += `retry: ${retry}\n`;
   }
   if (data !== undefined) {
-    const serialized = typeof data === "string" ? data : serialize(data);
+    const serialized = typeof data === "string" ? data : serializeData(data, serialize, where);
     if (typeof serialized !== "string") {
       fail(where, `input.data must serialize to a string, got ${shown(serialized)}`);
     }
@@ -159,6 +178,30 @@ export function encodeWith(input: EventInput, serialize: Serialize, where: strin
     text += "data: \n";
   }
   return `${text}\n`;
+}
+
+/**
+ * `serialize(data)`, with the two ways it goes wrong named: a promise would serialize as `{}` and send nothing of
+ * its value, and an error from `serialize` (a cycle, a `BigInt`) would not say which field it came from.
+ */
+function serializeData(data: unknown, serialize: Serialize, where: string): unknown {
+  // Only objects and functions can be thenables: a typeof test and one property read, for non-string data only.
+  if (
+    (typeof data === "object" || typeof data === "function") &&
+    data !== null &&
+    typeof (data as { then?: unknown }).then === "function"
+  ) {
+    fail(where, "input.data must not be a promise or another thenable; await it before sending the event");
+  }
+  try {
+    return serialize(data);
+  } catch (error) {
+    fail(where, `input.data could not be serialized: ${messageOf(error)}`, { cause: error });
+  }
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : shown(error);
 }
 
 /** True for what the wire's `retry` field can carry: a whole number of milliseconds, 0 or more. */

@@ -22,7 +22,9 @@ import { utf8 } from "./utf8.ts";
  * assert.equal(text, "data: hello\n\nevent: tick\ndata: 1\n\n");
  * ```
  */
-export class EventSourceEncoderStream extends TransformStream<EventInput, Uint8Array> {
+export class EventSourceEncoderStream<
+  Events extends Record<string, unknown> = Record<string, unknown>,
+> extends TransformStream<EventInput<Events>, Uint8Array> {
   constructor(options?: EncodeOptions) {
     const serialize = serializerOf("EventSourceEncoderStream", options);
     super({

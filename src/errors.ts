@@ -1,9 +1,10 @@
 /**
  * The one way this package builds a `TypeError`, so every message reads the same:
- * `<api>: <what is wrong>, got <value>`, with an optional `; <the fix>`.
+ * `<api>: <what is wrong>, got <value>`, with an optional `; <the fix>`. `options.cause` keeps the error that
+ * led to this one.
  */
-export function fail(where: string, problem: string): never {
-  throw new TypeError(`${where}: ${problem}`);
+export function fail(where: string, problem: string, options?: ErrorOptions): never {
+  throw new TypeError(`${where}: ${problem}`, options);
 }
 
 /** A value as an error message may show it: strings quoted and clipped, objects never opened. */

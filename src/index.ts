@@ -17,6 +17,7 @@ export { eventSourceResponse } from "./response.ts";
 export type {
   EncodeOptions,
   EventChannelOptions,
+  EventHistory,
   EventInput,
   EventSourceContext,
   EventSourceResponseInit,

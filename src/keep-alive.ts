@@ -176,3 +176,15 @@ function siftDown(heap: Watch[], index: number): void {
   heap[index] = watch;
   watch.index = index;
 }
+
+/**
+ * Calls `onDue` once, `ms` from now, on the same shared schedule as the silence timers (a deadline is a silence
+ * that nothing breaks), so 10,000 streams with a `maxDuration` still cost one timer. Returns how to cancel it.
+ */
+export function deadline(ms: number, onDue: () => void): () => void {
+  const timer = silenceTimer(ms, () => {
+    timer.stop();
+    onDue();
+  });
+  return timer.stop;
+}

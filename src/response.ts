@@ -1,9 +1,9 @@
 import { encodeWith, isRetry, type Serialize, serializerOf } from "./encode.ts";
 import { fail, shown } from "./errors.ts";
-import { type SilenceTimer, silenceTimer } from "./keep-alive.ts";
+import { deadline, type SilenceTimer, silenceTimer } from "./keep-alive.ts";
 import { isRequest, lastEventId } from "./last-event-id.ts";
 import { badSource, isSource, type Puller, pullerOf } from "./source.ts";
-import type { EventInput, EventSourceResponseInit, EventSourceSource, EventStreamLike } from "./types.ts";
+import type { EventInput, EventSourceResponseInit, EventSourceSource, EventStreamLike, KnownKeys } from "./types.ts";
 import { utf8 } from "./utf8.ts";
 
 const DEFAULT_HEADERS: readonly (readonly [string, string])[] = [
@@ -27,6 +27,8 @@ export interface StreamOptions {
   signal: AbortSignal | undefined;
   retry: number | undefined;
   keepAliveMs: number;
+  /** 0: no limit. */
+  maxDurationMs: number;
   serialize: Serialize;
   onError: (error: unknown) => EventInput | void;
   responseInit: ResponseInit;
@@ -86,7 +88,10 @@ export interface StreamOptions {
  * await reader.cancel();
  * ```
  */
-export function eventSourceResponse(source: EventSourceSource, init?: EventSourceResponseInit): Response {
+export function eventSourceResponse<Input extends EventInput>(
+  source: EventSourceSource<Input & KnownKeys<Input>>,
+  init?: EventSourceResponseInit,
+): Response {
   const where = "eventSourceResponse";
   if (!isSource(source)) badSource(where, source);
   const options = streamOptions(where, init);
@@ -97,7 +102,7 @@ export function eventSourceResponse(source: EventSourceSource, init?: EventSourc
 export function streamOptions(where: string, init: EventSourceResponseInit | undefined): StreamOptions {
   if (init === undefined) init = {};
   else if (init === null || typeof init !== "object") fail(where, `init must be an object, got ${shown(init)}`);
-  const { request, signal, retry, keepAlive, serialize, onError, ...responseInit } = init;
+  const { request, signal, retry, keepAlive, maxDuration, serialize, onError, ...responseInit } = init;
   if (request !== undefined && !isRequest(request)) {
     fail(where, `init.request must be a Request, got ${shown(request)}`);
   }
@@ -111,6 +116,12 @@ export function streamOptions(where: string, init: EventSourceResponseInit | und
   if (keepAliveMs !== false && !(Number.isInteger(keepAliveMs) && keepAliveMs >= 0 && keepAliveMs <= MAX_TIMER_MS)) {
     fail(where, `init.keepAlive must be false or whole ms up to ${MAX_TIMER_MS}, got ${shown(keepAliveMs)}`);
   }
+  if (maxDuration !== undefined && !(Number.isInteger(maxDuration) && maxDuration > 0 && maxDuration <= MAX_TIMER_MS)) {
+    fail(
+      where,
+      `init.maxDuration must be a positive whole number of ms up to ${MAX_TIMER_MS}, got ${shown(maxDuration)}`,
+    );
+  }
   if (onError !== undefined && typeof onError !== "function") {
     fail(where, `init.onError must be a function, got ${shown(onError)}`);
   }
@@ -119,6 +130,7 @@ export function streamOptions(where: string, init: EventSourceResponseInit | und
     signal,
     retry,
     keepAliveMs: keepAliveMs || 0,
+    maxDurationMs: maxDuration ?? 0,
     serialize: serializerOf(where, { serialize }),
     onError: onError ?? reportError,
     responseInit,
@@ -132,17 +144,34 @@ export function eventStreamResponse(body: ReadableStream<Uint8Array>, options: S
   return new Response(body, { ...options.responseInit, headers });
 }
 
+/**
+ * Arms `maxDuration` for one stream, at its first read: after a time drawn uniformly between 0.9 × and 1 × the
+ * limit, so clients that connected together do not all reconnect together. Returns how to disarm it.
+ */
+export function maxDurationTimer(options: StreamOptions, onDue: () => void): () => void {
+  const { maxDurationMs } = options;
+  if (maxDurationMs === 0) return noop;
+  return deadline(Math.max(1, Math.round(maxDurationMs * (0.9 + 0.1 * Math.random()))), onDue);
+}
+
 /** The first chunk: written at once, since some runtimes hold the headers back until the first body byte. */
 export function firstChunk(retry: number | undefined): Uint8Array {
   return utf8(retry === undefined ? COMMENT : `retry: ${retry}\n\n`);
 }
+
+// Deno's request.signal also aborts after a response has finished normally (its legacy behaviour), and Deno
+// warns once per process when a handler reads it. There the body's cancel is what tells of a client leaving.
+const requestSignalEndsStreams = !("Deno" in globalThis);
 
 /**
  * Calls `onEnd` once, the first time the request or the caller's signal aborts; returns the function that
  * stops listening. An already-aborted signal calls `onEnd` at once.
  */
 export function onAbort(options: StreamOptions, onEnd: (reason: unknown) => void): () => void {
-  const signals = [options.signal, options.request?.signal].filter((s): s is AbortSignal => s != null);
+  const { request } = options;
+  const signals = [options.signal, requestSignalEndsStreams ? request?.signal : undefined].filter(
+    (s): s is AbortSignal => s != null,
+  );
   const aborted = signals.find((s) => s.aborted);
   if (aborted) {
     onEnd(aborted.reason);
@@ -164,7 +193,8 @@ function eventStream(source: EventSourceSource, options: StreamOptions): Readabl
   // Set when the source has ended by itself, so it is not stopped a second time.
   let sourceDone = false;
   let ended = false;
-  let stopListening = (): void => {};
+  let stopListening = noop;
+  let stopDeadline = noop;
   // Armed by the first pull: a response nobody reads needs no heartbeat, and must not keep a timer alive.
   let silence: SilenceTimer | undefined;
 
@@ -178,6 +208,7 @@ function eventStream(source: EventSourceSource, options: StreamOptions): Readabl
     if (ended) return;
     ended = true;
     silence?.stop();
+    stopDeadline();
     stopListening();
     context?.abort(reason);
     if (puller !== undefined) {
@@ -306,6 +337,7 @@ function eventStream(source: EventSourceSource, options: StreamOptions): Readabl
             if ((controller.desiredSize ?? 0) > 0) controller.enqueue(utf8(COMMENT));
           });
         }
+        stopDeadline = maxDurationTimer(options, () => end(undefined, true));
         return open();
       },
       cancel(reason) {
@@ -333,6 +365,8 @@ function isSignal(value: unknown): value is AbortSignal {
 function isThenable(value: unknown): value is PromiseLike<unknown> {
   return typeof (value as PromiseLike<unknown> | null)?.then === "function";
 }
+
+export function noop(): void {}
 
 function reportError(error: unknown): void {
   console.error(error);

@@ -1,13 +1,19 @@
 /**
  * One event, as the fields of the `text/event-stream` wire format. Every field is optional.
  *
+ * `Data` types `data` and `Type` types `event`; both default to what any event may hold, so
+ * `ServerSentEvent<number, "tick">` is a `tick` event whose data is a number.
+ *
  * @see https://html.spec.whatwg.org/multipage/server-sent-events.html#event-stream-interpretation
  */
-export interface ServerSentEvent {
+export interface ServerSentEvent<Data = unknown, Type extends string = string> {
   /** The event type a client listens for with `addEventListener`; must not contain CR or LF. Omitted: `message`. */
-  event?: string | undefined;
-  /** A string is sent as is, one `data:` line per line; anything else goes through `serialize` (`JSON.stringify` by default). */
-  data?: unknown;
+  event?: Type | undefined;
+  /**
+   * A string is sent as is, one `data:` line per line; anything else goes through `serialize` (`JSON.stringify` by
+   * default). A promise or another thenable is a `TypeError`: await it first.
+   */
+  data?: Data | undefined;
   /** The client's new last event ID; must not contain CR, LF or NUL. `""` resets it. */
   id?: string | number | undefined;
   /** The client's reconnection time in milliseconds: a non-negative safe integer. */
@@ -16,8 +22,75 @@ export interface ServerSentEvent {
   comment?: string | undefined;
 }
 
-/** What a source may yield: a bare string is the data of a `message` event. */
-export type EventInput = string | ServerSentEvent;
+/**
+ * What a source may yield and what `emit` takes: a bare string is the data of a `message` event.
+ *
+ * Without a type argument, any string or `ServerSentEvent`. With a map from event type to data type, only those
+ * types, each with its own data: `event` is required, except on a `message` event (the type a client gets when
+ * `event` is left out), whose data is `Events["message"]`; `data` is required unless its type allows
+ * `undefined`; a bare string is allowed only where `Events["message"]` accepts a string; and an event with
+ * neither `event` nor `data` (only `id`, `retry` or `comment`, which no client dispatches) is always allowed.
+ *
+ * Declare the map with `type`, not `interface`: TypeScript gives an interface no index signature, so it is not a
+ * `Record<string, unknown>`.
+ *
+ * @example Only the mapped event types, each with its own data
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { type EventInput, encodeEvent } from "eventsource-server";
+ *
+ * type Events = { tick: number; message: string };
+ * const events: EventInput<Events>[] = [
+ *   { event: "tick", data: 1 },
+ *   "hello", // a message event, and Events["message"] is a string
+ *   { retry: 5_000 }, // no event type and no data: nothing is dispatched
+ *   // { event: "tick", data: "1" }  does not compile: a tick's data is a number
+ *   // { event: "tock", data: 1 }    does not compile: "tock" is not in the map
+ * ];
+ * assert.deepEqual(events.map((event) => encodeEvent(event)), [
+ *   "event: tick\ndata: 1\n\n",
+ *   "data: hello\n\n",
+ *   "retry: 5000\n\n",
+ * ]);
+ * ```
+ */
+export type EventInput<Events extends Record<string, unknown> = Record<string, unknown>> =
+  // A map with an index signature names no event types: every type is allowed, with that data.
+  string extends keyof Events
+    ? MessageString<Events[string]> | ServerSentEvent<Events[string]>
+    :
+        | MessageString<MessageData<Events>>
+        | ControlEvent
+        | { [Type in keyof Events & string]: EventOfType<Events[Type], Type> }[keyof Events & string];
+
+/**
+ * One event of a map's type `Type`: `event` is required (a `message` event may leave it out), and so is `data`
+ * unless `Data` allows `undefined`.
+ */
+export type EventOfType<Data, Type extends string> = ServerSentEvent<Data, Type> &
+  (Type extends "message" ? unknown : { event: Type }) &
+  (undefined extends Data ? unknown : { data: Data });
+
+/** An event with only `id`, `retry` or `comment`: no client dispatches it, so every event map allows it. */
+export type ControlEvent = ServerSentEvent<undefined, never>;
+
+/** The data type of a map's `message` events; `never` when the map has none. */
+type MessageData<Events> = "message" extends keyof Events ? Events["message"] : never;
+
+/** The bare strings a `message` event with this data type accepts. */
+type MessageString<Data> = unknown extends Data ? string : Extract<Data, string>;
+
+/** The keys an event object may have. */
+type EventField = keyof ServerSentEvent;
+
+/**
+ * `unknown` when every object in `Input` has only event fields; otherwise the unknown keys, each typed so that
+ * no value fits. A source's yield type is inferred, not checked against a fresh object literal, so without this
+ * `{ type: "tick", data: 1 }` would pass as an event with data and fail only at run time.
+ */
+export type KnownKeys<Input> = Input extends string
+  ? unknown
+  : { [Key in Exclude<keyof Input, EventField>]: "is not an event field: use event, data, id, retry or comment" };
 
 /** What a function source is called with. */
 export interface EventSourceContext {
@@ -27,13 +100,19 @@ export interface EventSourceContext {
   lastEventId: string | null;
 }
 
-/** A sequence of events: async iterable, iterable (but never a bare string) or stream. */
-export type EventStreamLike = AsyncIterable<EventInput> | Iterable<EventInput> | ReadableStream<EventInput>;
+/**
+ * A sequence of events: async iterable, iterable or stream. An iterable must be an object: a bare string is an
+ * iterable of characters, never a sequence of events.
+ */
+export type EventStreamLike<Input extends EventInput = EventInput> =
+  | AsyncIterable<Input>
+  | (Iterable<Input> & object)
+  | ReadableStream<Input>;
 
 /** What `eventSourceResponse` takes: a sequence of events, or a function called once to make one. */
-export type EventSourceSource =
-  | EventStreamLike
-  | ((context: EventSourceContext) => EventStreamLike | Promise<EventStreamLike>);
+export type EventSourceSource<Input extends EventInput = EventInput> =
+  | EventStreamLike<Input>
+  | ((context: EventSourceContext) => EventStreamLike<Input> | Promise<EventStreamLike<Input>>);
 
 /** Options shared by the encoder, the encoder stream and the channel. */
 export interface EncodeOptions {
@@ -63,14 +142,40 @@ export interface EventSourceResponseInit extends ResponseInit {
    */
   serialize?: ((data: unknown) => string) | undefined;
   /**
-   * Called once when the source throws or yields an invalid event; an event it returns is written before the body closes.
+   * Called once when the source throws or yields an invalid event; an event it returns is written before the body
+   * closes. It may return any event, whatever the source's types: the last words after a failure are usually an
+   * event type the source never yields.
    * @default console.error
    */
   onError?: ((error: unknown) => EventInput | void) | undefined;
+  /**
+   * Ends the stream normally after a time drawn uniformly between 0.9 × and 1 × this many ms from the first read,
+   * so the client reconnects (to whichever instance) and resumes, and clients that connected together do not
+   * all reconnect together. A positive whole number of ms up to 2147483647.
+   * @default undefined (no limit)
+   */
+  maxDuration?: number | undefined;
 }
 
-/** The options of `new EventChannel(options)`. */
-export interface EventChannelOptions {
+/**
+ * A log of events that outlives this process and that every instance shares (Redis Streams, a database, a
+ * Durable Object's storage), from which `EventChannel` replays what a reconnecting client missed.
+ */
+export interface EventHistory {
+  /**
+   * The events after the one with this id, oldest first; `null` when this log does not hold that id (it was
+   * trimmed, or never written here). Called once per resuming client, right when `channel.response()` is called.
+   * When this instance's live feed has not yet reached `lastEventId`, it must not resolve before it has.
+   * `signal` aborts when that client leaves before its replay has been written.
+   */
+  after(
+    lastEventId: string,
+    context: { signal: AbortSignal },
+  ): EventStreamLike | null | Promise<EventStreamLike | null>;
+}
+
+/** The options of `new EventChannel(options)`; `Events` is the channel's map of event types. */
+export interface EventChannelOptions<Events extends Record<string, unknown> = Record<string, unknown>> {
   /**
    * How many of the latest events to keep, so a client that reconnects with the `Last-Event-ID` of one of
    * them receives every event after it. `0` keeps none.
@@ -78,8 +183,21 @@ export interface EventChannelOptions {
    */
   replay?: number | undefined;
   /**
-   * Bytes a subscriber may leave unread before its stream is closed (its client then reconnects and resumes
-   * from the history); protects the server's memory from a client that stopped reading.
+   * A log shared by every instance that replays what a resuming client missed; a channel has `replay` or
+   * `history`, not both.
+   */
+  history?: EventHistory | undefined;
+  /**
+   * Called with a resuming client's `Last-Event-ID` when the history does not hold it: that client missed an
+   * unknown number of events. The event it returns is written first (say, one that tells the page to reload
+   * its state), then live events only.
+   * @default undefined: a `replay` channel sends its whole memory, a `history` channel live events only
+   */
+  onHistoryLost?: ((lastEventId: string) => EventInput<Events> | void) | undefined;
+  /**
+   * Unread bytes a subscriber may hold for a second before its stream is closed (its client then reconnects and
+   * resumes from the history); protects the server's memory from a client that stopped reading, while a burst
+   * or one large event still reaches every client that reads it.
    * @default 1048576 (1 MiB)
    */
   maxBufferedBytes?: number | undefined;

@@ -211,38 +211,203 @@ describe("EventChannel: replay", () => {
 });
 
 describe("EventChannel: a slow subscriber", () => {
-  test("one that leaves more than maxBufferedBytes unread is closed; a fast one gets everything", async () => {
-    // Each event below is 24 bytes on the wire: "id: NN\ndata: event NN\n\n" for two-digit ids.
-    const channel = new EventChannel({ replay: 100, maxBufferedBytes: 100 });
-    const slow = readerOf(channel.response(resuming()));
-    const fast = readerOf(channel.response(resuming()));
-    expect(await nextText(fast)).toBe(":\n\n");
-    const fastEvents: ParsedEvent[] = [];
-    let n = 10;
-    while (channel.subscribers === 2) {
-      if (n > 99) throw new Error("the slow subscriber was never evicted");
-      channel.emit({ id: n, data: `event ${n}` });
-      fastEvents.push(...(await nextEvents(fast)));
-      n++;
-    }
-    // ":\n\n" (3 bytes) + 4 events (96) fit in 100; the fifth passes it.
-    expect(n).toBe(15);
-    expect(channel.subscribers).toBe(1);
-    for (; n < 20; n++) {
-      channel.emit({ id: n, data: `event ${n}` });
-      fastEvents.push(...(await nextEvents(fast)));
-    }
-    expect(fastEvents).toEqual(numbered(10, 19));
+  /** `{ id, data }` with `size` bytes of data: one event of about that size on the wire. */
+  const sized = (id: number, size: number) => ({ id, data: "x".repeat(size) });
 
-    // The slow client still gets what was queued, then its stream ends normally, and it reconnects.
-    const firstVisit = parseWire(await readAll(slow)).events;
-    expect(firstVisit).toEqual(numbered(10, 14));
-    const resumed = channel.response(resuming(firstVisit.at(-1)?.id));
-    expect(channel.subscribers).toBe(2);
-    channel.emit({ id: 20, data: "event 20" });
+  test("one whose backlog stays above maxBufferedBytes for a second is closed at the next emit, not before", async () => {
+    vi.useFakeTimers();
+    const channel = new EventChannel({ maxBufferedBytes: 1_000 });
+    const stalled = readerOf(channel.response(undefined, { keepAlive: false }));
+    expect(await nextText(stalled)).toBe(":\n\n");
+    channel.emit(sized(1, 2_000));
+    await vi.advanceTimersByTimeAsync(999);
+    channel.emit(sized(2, 10));
+    expect(channel.subscribers).toBe(1);
+    await vi.advanceTimersByTimeAsync(1);
+    channel.emit(sized(3, 10));
+    expect(channel.subscribers).toBe(0);
+    // What was queued is still delivered, then the stream ends normally and the client reconnects.
+    expect(parseWire(await readAll(stalled)).events.map((event) => event.id)).toEqual(["1", "2", "3"]);
+  });
+
+  test("one that stopped reading is closed at the first heartbeat a second after its backlog passed the cap", async () => {
+    vi.useFakeTimers();
+    const channel = new EventChannel({ maxBufferedBytes: 1_000 });
+    const stalled = readerOf(channel.response(undefined, { keepAlive: 1_500 }));
+    expect(await nextText(stalled)).toBe(":\n\n");
+    channel.emit(sized(1, 2_000));
+    await vi.advanceTimersByTimeAsync(1_499);
+    expect(channel.subscribers).toBe(1);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(channel.subscribers).toBe(0);
+    expect(vi.getTimerCount()).toBe(0);
+    await stalled.cancel();
+  });
+
+  test("a backlog that falls to the cap between two checks starts its second over again", async () => {
+    vi.useFakeTimers();
+    const channel = new EventChannel({ maxBufferedBytes: 1_000 });
+    const reader = readerOf(channel.response(undefined, { keepAlive: false }));
+    expect(await nextText(reader)).toBe(":\n\n");
+    channel.emit(sized(1, 2_000));
+    await vi.advanceTimersByTimeAsync(900);
+    expect((await nextEvents(reader)).map((event) => event.id)).toEqual(["1"]);
+    channel.emit(sized(2, 2_000));
+    await vi.advanceTimersByTimeAsync(900);
+    channel.emit(sized(3, 10));
+    expect(channel.subscribers).toBe(1);
+    await vi.advanceTimersByTimeAsync(100);
+    channel.emit(sized(4, 10));
+    expect(channel.subscribers).toBe(0);
+    await reader.cancel();
+  });
+
+  test("1,000 events of 2 KB emitted in one task reach every client that reads them", async () => {
+    const channel = new EventChannel();
+    const readers = Array.from({ length: 20 }, () => readerOf(channel.response(undefined, { keepAlive: false })));
+    for (const reader of readers) expect(await nextText(reader)).toBe(":\n\n");
+    for (let id = 1; id <= 1_000; id++) channel.emit(sized(id, 2_048));
+    channel.emit({ id: "last", data: "done" });
+    expect(channel.subscribers).toBe(20);
+    const received = await Promise.all(
+      readers.map(async (reader) => parseWire(await readUntil(reader, "last")).events),
+    );
+    expect(received).toHaveLength(20);
+    for (const events of received) {
+      expect(events).toHaveLength(1_001);
+      expect(events.map((event) => event.id)).toEqual([
+        ...Array.from({ length: 1_000 }, (_, n) => String(n + 1)),
+        "last",
+      ]);
+    }
+    expect(channel.subscribers).toBe(20);
     channel.close();
-    expect(await eventsOf(resumed)).toEqual(numbered(15, 20));
-    expect(parseWire(await readAll(fast)).events).toEqual(numbered(20, 20));
+  });
+
+  test("one event larger than the cap reaches every client that reads it, each time, with no reconnect", async () => {
+    const channel = new EventChannel({ maxBufferedBytes: 1_000 });
+    const readers = Array.from({ length: 5 }, () => readerOf(channel.response(undefined, { keepAlive: false })));
+    for (const reader of readers) expect(await nextText(reader)).toBe(":\n\n");
+    for (let id = 1; id <= 5; id++) {
+      channel.emit(sized(id, 5_000));
+      for (const reader of readers) expect((await nextEvents(reader)).map((event) => event.id)).toEqual([String(id)]);
+      expect(channel.subscribers).toBe(5);
+    }
+    channel.close();
+  });
+
+  test("a stalled client holds at most maxBufferedBytes plus what is emitted in about a second", async () => {
+    vi.useFakeTimers();
+    const cap = 10_000;
+    const channel = new EventChannel({ maxBufferedBytes: cap });
+    const stalled = readerOf(channel.response(undefined, { keepAlive: false }));
+    const fast = readerOf(channel.response(undefined, { keepAlive: false }));
+    expect(await nextText(stalled)).toBe(":\n\n");
+    expect(await nextText(fast)).toBe(":\n\n");
+    // 1,000 bytes every 100 ms: 10,000 bytes a second.
+    let ticks = 0;
+    while (channel.subscribers === 2) {
+      if (++ticks > 100) throw new Error("the stalled client was never closed");
+      channel.emit(sized(ticks, 1_000 - 20));
+      expect((await nextEvents(fast)).map((event) => event.id)).toEqual([String(ticks)]);
+      await vi.advanceTimersByTimeAsync(100);
+    }
+    const held = new TextEncoder().encode(await readAll(stalled)).byteLength;
+    expect(held).toBeGreaterThan(cap);
+    expect(held).toBeLessThanOrEqual(cap + 11 * 1_000);
+    await fast.cancel();
+  });
+});
+
+/** Reads until an event with this id has arrived, and returns the text. */
+async function readUntil(reader: ReadableStreamDefaultReader<Uint8Array>, id: string): Promise<string> {
+  const chunks: string[] = [];
+  const decoder = new TextDecoder();
+  // Each emit is one chunk, so the id line is found in the chunk that carries it.
+  while (!chunks.at(-1)?.includes(`id: ${id}\n`)) {
+    const { done, value } = await reader.read();
+    if (done) throw new Error(`the stream ended before the event with id ${id}`);
+    chunks.push(decoder.decode(value, { stream: true }));
+  }
+  return chunks.join("");
+}
+
+describe("EventChannel: close(last)", () => {
+  test("close(last) writes last to every open subscriber as its final event, then ends every stream", async () => {
+    const channel = new EventChannel();
+    const responses = [channel.response(), channel.response(undefined, { retry: 500 })];
+    channel.emit("news");
+    channel.close({ retry: 10_000, comment: "restarting" });
+    expect(channel.subscribers).toBe(0);
+    const texts = await Promise.all(responses.map((response) => readAll(readerOf(response))));
+    expect(texts).toEqual([
+      ":\n\ndata: news\n\n:restarting\nretry: 10000\n\n",
+      "retry: 500\n\ndata: news\n\n:restarting\nretry: 10000\n\n",
+    ]);
+    expect(parseWire(texts[0] ?? "").retries).toEqual([10_000]);
+  });
+
+  test("close(last) with an invalid last is a TypeError, and nothing is closed", async () => {
+    const channel = new EventChannel();
+    const reader = readerOf(channel.response());
+    expect(() => channel.close({ id: "a\nb" })).toThrowError(
+      new TypeError('EventChannel.close: input.id must not contain CR, LF or NUL, got "a\\nb"'),
+    );
+    expect(channel.subscribers).toBe(1);
+    channel.emit("still open");
+    channel.close("bye");
+    expect(parseWire(await readAll(reader)).events).toEqual([{ data: "still open" }, { data: "bye" }]);
+  });
+
+  test("close(last) a second time does nothing", async () => {
+    const channel = new EventChannel();
+    const response = channel.response();
+    channel.close("bye");
+    channel.close("again");
+    expect(await response.text()).toBe(":\n\ndata: bye\n\n");
+  });
+
+  test("a response after close(last) closes right after its first chunk", async () => {
+    const channel = new EventChannel();
+    channel.close("bye");
+    expect(await channel.response(undefined, { retry: 1 }).text()).toBe("retry: 1\n\n");
+  });
+});
+
+describe("EventChannel: maxDuration", () => {
+  test("a subscriber leaves between 0.9 and 1 times maxDuration after its first read, and its body closes normally", async () => {
+    vi.useFakeTimers();
+    const channel = new EventChannel();
+    const draws = [0, 0.999_999];
+    vi.spyOn(Math, "random").mockImplementation(() => draws.shift() ?? 0.5);
+    const early = readerOf(channel.response(undefined, { maxDuration: 10_000, keepAlive: false }));
+    const late = readerOf(channel.response(undefined, { maxDuration: 10_000, keepAlive: false }));
+    // Time before the first read does not count.
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(channel.subscribers).toBe(2);
+    expect(await nextText(early)).toBe(":\n\n");
+    expect(await nextText(late)).toBe(":\n\n");
+    await vi.advanceTimersByTimeAsync(8_999);
+    expect(channel.subscribers).toBe(2);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(channel.subscribers).toBe(1);
+    expect(await early.read()).toEqual({ done: true, value: undefined });
+    await vi.advanceTimersByTimeAsync(999);
+    expect(channel.subscribers).toBe(1);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(channel.subscribers).toBe(0);
+    expect(await late.read()).toEqual({ done: true, value: undefined });
+    expect(vi.getTimerCount()).toBe(0);
+  });
+
+  test("maxDuration timers end with the subscriber that left first", async () => {
+    vi.useFakeTimers();
+    const channel = new EventChannel();
+    const reader = readerOf(channel.response(undefined, { maxDuration: 5_000, keepAlive: false }));
+    expect(await nextText(reader)).toBe(":\n\n");
+    expect(vi.getTimerCount()).toBe(1);
+    await reader.cancel();
+    expect(vi.getTimerCount()).toBe(0);
   });
 });
 
@@ -393,6 +558,26 @@ describe("EventChannel: errors", () => {
     expect(await eventsOf(response)).toEqual([{ data: "valid" }]);
   });
 
+  test("emit rejects data that is a promise, or that serialize cannot serialize, with a TypeError and sends nothing", async () => {
+    const channel = new EventChannel();
+    const response = channel.response();
+    expect(() => channel.emit({ event: "late", data: Promise.resolve(1) })).toThrowError(
+      new TypeError(
+        "EventChannel.emit: input.data must not be a promise or another thenable; await it before sending the event",
+      ),
+    );
+    expect(() => channel.emit({ data: { count: 1n } })).toThrowError(
+      expect.objectContaining({
+        name: "TypeError",
+        message: "EventChannel.emit: input.data could not be serialized: Do not know how to serialize a BigInt",
+        cause: expect.any(TypeError),
+      }),
+    );
+    channel.emit("valid");
+    channel.close();
+    expect(await eventsOf(response)).toEqual([{ data: "valid" }]);
+  });
+
   test("emit after close is a TypeError", () => {
     const channel = new EventChannel();
     channel.close();
@@ -416,7 +601,24 @@ describe("EventChannel: errors", () => {
       { keepAlive: 1_000 },
       'EventChannel: unknown option "keepAlive"; pass keepAlive to channel.response(request, init)',
     ],
-    [{ history: 10 }, 'EventChannel: unknown option "history"'],
+    [
+      { history: 10 },
+      "EventChannel: options.history must be an object with an after(lastEventId, { signal }) method, got 10",
+    ],
+    [
+      { history: {} },
+      "EventChannel: options.history must be an object with an after(lastEventId, { signal }) method, got an object",
+    ],
+    [
+      { replay: 10, history: { after: () => null } },
+      "EventChannel: options.replay and options.history cannot both be set; a channel has one history",
+    ],
+    [{ onHistoryLost: "reset" }, 'EventChannel: options.onHistoryLost must be a function, got "reset"'],
+    [
+      { maxDuration: 1_000 },
+      'EventChannel: unknown option "maxDuration"; pass maxDuration to channel.response(request, init)',
+    ],
+    [{ replays: 10 }, 'EventChannel: unknown option "replays"'],
   ])("new EventChannel(%o) is a TypeError that names the option", (options, message) => {
     expect(() => new EventChannel(options as EventChannelOptions)).toThrowError(new TypeError(message));
   });
@@ -435,6 +637,11 @@ describe("EventChannel: errors", () => {
       "EventChannel.response: init.keepAlive must be false or whole ms up to 2147483647, got 0.5",
     ],
     [undefined, { signal: "stop" }, 'EventChannel.response: init.signal must be an AbortSignal, got "stop"'],
+    [
+      undefined,
+      { maxDuration: 0 },
+      "EventChannel.response: init.maxDuration must be a positive whole number of ms up to 2147483647, got 0",
+    ],
     [
       undefined,
       { serialize: String },

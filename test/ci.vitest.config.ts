@@ -11,12 +11,13 @@ export default defineConfig({
     // Replaces the base list (mergeConfig would append to it and run every test again).
     include: [
       "test/runtime/chromium.test.ts",
+      "test/runtime/cloudflare-page.test.ts",
       "test/runtime/nextjs.test.ts",
       "test/runtime/bun-stall.test.ts",
       // Only its rows marked `ci` (the Next.js commands, as typed) run here; npm test runs the others.
       "test/runtime/commands.test.ts",
     ],
-    // The base config excludes the first three from npm test.
+    // The base config excludes the first four from npm test.
     exclude: configDefaults.exclude,
     env: { EVENTSOURCE_SERVER_CI: "1" },
     // A Next.js production build takes about half a minute on two shared cores.

@@ -1,6 +1,6 @@
 import { type EventInput, encodeEvent, type ServerSentEvent } from "eventsource-server";
 import fc from "fast-check";
-import { describe, expect, test } from "vitest";
+import { describe, expect, test, vi } from "vitest";
 import { type ParsedEvent, parseWire } from "./helpers.ts";
 
 // Every expectation below is either literal wire text from API.md or what eventsource-parser (an independent,
@@ -175,14 +175,67 @@ describe("encodeEvent's serialize option", () => {
     expect(JSON.parse(events[0]!.data)).toEqual(value);
   });
 
-  test("encodeEvent lets an error thrown by serialize through unchanged", () => {
+  test("encodeEvent re-throws an error from serialize as a TypeError that names the field and keeps the cause", () => {
     const error = new RangeError("too deep");
     const serialize = (): string => {
       throw error;
     };
-    expect(() => encodeEvent({ data: 1 }, { serialize })).toThrow(error);
-    // The default JSON.stringify throws its own TypeError for a BigInt.
-    expect(() => encodeEvent({ data: 1n })).toThrowError(TypeError);
+    expect(() => encodeEvent({ data: 1 }, { serialize })).toThrowError(
+      serializeError("encodeEvent: input.data could not be serialized: too deep", error),
+    );
+  });
+
+  test.each<[string, unknown, string]>([
+    ["a BigInt", { count: 1n }, "Do not know how to serialize a BigInt"],
+    ["a cycle", cyclic(), "Converting circular structure to JSON"],
+  ])("encodeEvent names the field when JSON.stringify cannot serialize %s", (_case, data, original) => {
+    expect(() => encodeEvent({ data })).toThrowError(
+      serializeError(
+        expect.stringMatching(new RegExp(`^encodeEvent: input\\.data could not be serialized: ${original}`)),
+        expect.any(TypeError),
+      ),
+    );
+  });
+
+  test("encodeEvent shows a non-Error thrown by serialize as a value", () => {
+    const serialize = (): string => {
+      throw "nope";
+    };
+    expect(() => encodeEvent({ data: 1 }, { serialize })).toThrowError(
+      serializeError('encodeEvent: input.data could not be serialized: "nope"', "nope"),
+    );
+  });
+
+  const thenable =
+    "encodeEvent: input.data must not be a promise or another thenable; await it before sending the event";
+
+  test.each<[string, unknown]>([
+    ["a promise", Promise.resolve({ n: 1 })],
+    // biome-ignore lint/suspicious/noThenProperty: the thenable under test
+    ["an object with a then method", { then: () => {} }],
+    // biome-ignore lint/suspicious/noThenProperty: the thenable under test
+    ["a function with a then method", Object.assign(() => 1, { then: () => {} })],
+    [
+      "a thenable class instance",
+      new (class {
+        // biome-ignore lint/suspicious/noThenProperty: the thenable under test
+        then(): void {}
+      })(),
+    ],
+  ])("encodeEvent rejects %s as data, whatever serialize is, and never calls serialize", (_case, data) => {
+    const serialize = vi.fn((): string => "serialized");
+    expect(() => encodeEvent({ data }, { serialize })).toThrowError(new TypeError(thenable));
+    expect(() => encodeEvent({ data })).toThrowError(new TypeError(thenable));
+    expect(serialize).not.toHaveBeenCalled();
+  });
+
+  test.each<[string, unknown]>([
+    // biome-ignore lint/suspicious/noThenProperty: a then that is not a method, so not a thenable
+    ["an object whose then is not a function", { then: 1 }],
+    ["null", null],
+    ["a number", 0],
+  ])("encodeEvent serializes %s, which is not a thenable", (_case, data) => {
+    expect(encodeEvent({ data })).toBe(`data: ${JSON.stringify(data)}\n\n`);
   });
 
   test("encodeEvent uses JSON.stringify when options or options.serialize is undefined", () => {
@@ -392,3 +445,14 @@ describe("encodeEvent properties, judged by eventsource-parser", () => {
     );
   });
 });
+
+/** A TypeError with this message and this cause (either may be an asymmetric matcher). */
+function serializeError(message: unknown, cause: unknown): unknown {
+  return expect.objectContaining({ name: "TypeError", message, cause });
+}
+
+function cyclic(): unknown {
+  const node: { self?: unknown } = {};
+  node.self = node;
+  return node;
+}

@@ -120,6 +120,30 @@ describe("EventSourceEncoderStream errors", () => {
     );
   });
 
+  test("EventSourceEncoderStream errors the stream with a TypeError for data that is a promise", async () => {
+    const reader = encoded(["before", { data: Promise.resolve(1) }], { serialize: () => "never used" });
+    expect(new TextDecoder().decode((await reader.read()).value)).toBe("data: before\n\n");
+    await expect(reader.read()).rejects.toThrowError(
+      new TypeError(
+        "encodeEvent: input.data must not be a promise or another thenable; await it before sending the event",
+      ),
+    );
+  });
+
+  test("EventSourceEncoderStream errors the stream with a TypeError that keeps serialize's error as its cause", async () => {
+    const node: { self?: unknown } = {};
+    node.self = node;
+    await expect(encoded([{ data: node }]).read()).rejects.toThrowError(
+      expect.objectContaining({
+        name: "TypeError",
+        message: expect.stringMatching(
+          /^encodeEvent: input\.data could not be serialized: Converting circular structure to JSON/,
+        ),
+        cause: expect.any(TypeError),
+      }),
+    );
+  });
+
   test.each<[string, unknown, string]>([
     ["a number as serialize", { serialize: 5 }, "options.serialize must be a function, got 5"],
     ["an object as serialize", { serialize: {} }, "options.serialize must be a function, got an object"],

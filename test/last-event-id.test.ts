@@ -26,6 +26,23 @@ describe("lastEventId", () => {
     expect(lastEventId(request(`http://x/?lastEventId=${encodeURIComponent(id)}`))).toBe(id);
   });
 
+  test("lastEventId decodes a header whose bytes are UTF-8, as a browser sends a non-ASCII id", () => {
+    // A Headers object shows each byte of the value as one character: the UTF-8 bytes of the id, seen as Latin-1.
+    const onTheWire = String.fromCharCode(...new TextEncoder().encode("café ☕ 42"));
+    expect(onTheWire).not.toBe("café ☕ 42");
+    expect(lastEventId(request("http://x/", onTheWire))).toBe("café ☕ 42");
+  });
+
+  test.each([
+    ["a Latin-1 é, which is not UTF-8", "caf\u00e9"],
+    ["a UTF-8 sequence cut short", "\u00e2\u0098"],
+    ["a byte that UTF-8 never uses", "\u00ff1"],
+    ["plain ASCII", "id-42"],
+  ])("lastEventId keeps %s byte for byte", (_case, escaped) => {
+    const value = JSON.parse(`"${escaped}"`) as string;
+    expect(lastEventId(request("http://x/", value))).toBe(value);
+  });
+
   test("lastEventId takes the first lastEventId query parameter when there are several", () => {
     expect(lastEventId(request("http://x/?lastEventId=1&lastEventId=2"))).toBe("1");
   });

@@ -88,6 +88,15 @@ describe("eventSourceResponse: bad input", () => {
     [{ keepAlive: 2 ** 31 }, "init.keepAlive must be false or whole ms up to 2147483647, got 2147483648"],
     [{ keepAlive: true }, "init.keepAlive must be false or whole ms up to 2147483647, got true"],
     [{ keepAlive: Number.NaN }, "init.keepAlive must be false or whole ms up to 2147483647, got NaN"],
+    [{ maxDuration: 0 }, "init.maxDuration must be a positive whole number of ms up to 2147483647, got 0"],
+    [{ maxDuration: -1 }, "init.maxDuration must be a positive whole number of ms up to 2147483647, got -1"],
+    [{ maxDuration: 1.5 }, "init.maxDuration must be a positive whole number of ms up to 2147483647, got 1.5"],
+    [
+      { maxDuration: 2 ** 31 },
+      "init.maxDuration must be a positive whole number of ms up to 2147483647, got 2147483648",
+    ],
+    [{ maxDuration: "60000" }, 'init.maxDuration must be a positive whole number of ms up to 2147483647, got "60000"'],
+    [{ maxDuration: false }, "init.maxDuration must be a positive whole number of ms up to 2147483647, got false"],
     [{ serialize: "json" }, 'options.serialize must be a function, got "json"'],
     [{ onError: 1 }, "init.onError must be a function, got 1"],
     [{ signal: {} }, "init.signal must be an AbortSignal, got an object"],
@@ -430,6 +439,39 @@ describe("eventSourceResponse: errors", () => {
     );
   });
 
+  test("data that is a promise calls onError with a TypeError, and the event onError returns is written", async () => {
+    const onError = vi.fn(() => ({ event: "error", data: "try again" }));
+    async function* source() {
+      yield "fine";
+      yield { event: "late", data: Promise.resolve(1) };
+    }
+    const text = await eventSourceResponse(source(), { onError, serialize: () => "never used" }).text();
+    expect(parseWire(text).events).toEqual([{ data: "fine" }, { event: "error", data: "try again" }]);
+    expect(onError).toHaveBeenCalledTimes(1);
+    expect(onError).toHaveBeenCalledWith(
+      new TypeError(
+        "encodeEvent: input.data must not be a promise or another thenable; await it before sending the event",
+      ),
+    );
+  });
+
+  test("an error from serialize reaches onError as a TypeError whose cause is the original", async () => {
+    const tooDeep = new RangeError("too deep");
+    const onError = vi.fn();
+    const serialize = (): string => {
+      throw tooDeep;
+    };
+    expect(await eventSourceResponse([{ data: 1 }], { serialize, onError }).text()).toBe(":\n\n");
+    expect(onError).toHaveBeenCalledTimes(1);
+    expect(onError).toHaveBeenCalledWith(
+      expect.objectContaining({
+        name: "TypeError",
+        message: "encodeEvent: input.data could not be serialized: too deep",
+        cause: tooDeep,
+      }),
+    );
+  });
+
   test("a function source that returns something unreadable goes to onError", async () => {
     const onError = vi.fn();
     const text = await eventSourceResponse(() => 42 as never, { onError }).text();
@@ -455,6 +497,80 @@ describe("eventSourceResponse: errors", () => {
       },
     );
     await expect(response.text()).rejects.toThrowError(fatal);
+  });
+});
+
+describe("eventSourceResponse: maxDuration", () => {
+  test("the stream ends normally between 0.9 and 1 times maxDuration after the first read, with the clean-up of init.signal", async () => {
+    vi.useFakeTimers();
+    vi.spyOn(Math, "random").mockReturnValue(0);
+    let context: EventSourceContext | undefined;
+    const finished = deferred();
+    async function* waiting(given: EventSourceContext) {
+      context = given;
+      try {
+        yield "first";
+        await new Promise((resolve) => given.signal.addEventListener("abort", resolve, { once: true }));
+      } finally {
+        finished.resolve();
+      }
+    }
+    const reader = readerOf(eventSourceResponse(waiting, { maxDuration: 10_000, keepAlive: 1_000 }));
+    expect(await nextText(reader)).toBe(":\n\n");
+    expect(await nextEvents(reader)).toEqual([{ data: "first" }]);
+    const rest = readAll(reader);
+    await vi.advanceTimersByTimeAsync(8_999);
+    expect(context?.signal.aborted).toBe(false);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(context?.signal.aborted).toBe(true);
+    await finished.promise;
+    // Only heartbeats came in between, and the body ended as a clean close.
+    expect(parseWire(await rest).events).toEqual([]);
+    expect(vi.getTimerCount()).toBe(0);
+  });
+
+  test("the time before the first read does not count", async () => {
+    vi.useFakeTimers();
+    vi.spyOn(Math, "random").mockReturnValue(0.999_999);
+    const response = eventSourceResponse(new ReadableStream(), { maxDuration: 1_000, keepAlive: false });
+    await vi.advanceTimersByTimeAsync(5_000);
+    expect(vi.getTimerCount()).toBe(0);
+    const reader = readerOf(response);
+    expect(await nextText(reader)).toBe(":\n\n");
+    let ended = false;
+    const end = reader.read().then((chunk) => {
+      ended = chunk.done === true;
+    });
+    await vi.advanceTimersByTimeAsync(999);
+    expect(ended).toBe(false);
+    await vi.advanceTimersByTimeAsync(1);
+    await end;
+    expect(ended).toBe(true);
+  });
+
+  test("streams that started together end spread over the last tenth of maxDuration", async () => {
+    vi.useFakeTimers();
+    const endedAt: number[] = [];
+    const readers = Array.from({ length: 50 }, () =>
+      readerOf(eventSourceResponse(new ReadableStream(), { maxDuration: 100_000, keepAlive: false })),
+    );
+    const start = Date.now();
+    await Promise.all(readers.map((reader) => nextText(reader)));
+    const ends = readers.map((reader) => reader.read().then(() => endedAt.push(Date.now() - start)));
+    await vi.advanceTimersByTimeAsync(100_000);
+    await Promise.all(ends);
+    expect(endedAt).toHaveLength(50);
+    expect(Math.min(...endedAt)).toBeGreaterThanOrEqual(90_000);
+    expect(Math.max(...endedAt)).toBeLessThanOrEqual(100_000);
+    // Spread, not bunched: at least half of 50 draws land in distinct seconds of the 10-second window.
+    expect(new Set(endedAt.map((ms) => Math.floor(ms / 1_000))).size).toBeGreaterThanOrEqual(5);
+  });
+
+  test("a stream that ends first takes its maxDuration timer with it", async () => {
+    vi.useFakeTimers();
+    const reader = readerOf(eventSourceResponse(["only"], { maxDuration: 60_000, keepAlive: false }));
+    expect(await readAll(reader)).toBe(":\n\ndata: only\n\n");
+    expect(vi.getTimerCount()).toBe(0);
   });
 });
 

@@ -48,7 +48,11 @@ export async function bundle() {
 /**
  * Miniflare options for the bundle, with the compatibility date, flags, vars and Durable Objects of wrangler.jsonc.
  *
- * @param {{ host?: string, port?: number, bindings?: Record<string, string> }} [overrides] `bindings` win over `vars`.
+ * @param {{ host?: string, port?: number, bindings?: Record<string, string>, persist?: string,
+ *   output?: (text: string) => void }} [overrides] `bindings` win over `vars`; `persist` is a folder that keeps the
+ *   Durable Objects' storage when Miniflare stops, so a new Miniflare on the same folder finds it (without it,
+ *   storage lasts as long as this Miniflare); `output` receives what workerd prints (the Worker's console
+ *   included) instead of this process's stdout and stderr.
  * @returns {import("miniflare").MiniflareOptions}
  */
 export function miniflareOptions(overrides = {}) {
@@ -65,8 +69,20 @@ export function miniflareOptions(overrides = {}) {
         { className: class_name, useSQLite: true },
       ]),
     ),
+    ...(overrides.persist === undefined ? {} : { durableObjectsPersist: overrides.persist }),
+    ...(overrides.output === undefined ? {} : { handleRuntimeStdio: printingTo(overrides.output) }),
     host: overrides.host ?? "127.0.0.1",
     port: overrides.port ?? 0,
+  };
+}
+
+/**
+ * @param {(text: string) => void} output
+ * @returns {(stdout: import("node:stream").Readable, stderr: import("node:stream").Readable) => void}
+ */
+function printingTo(output) {
+  return (stdout, stderr) => {
+    for (const stream of [stdout, stderr]) stream.on("data", (/** @type {Buffer} */ chunk) => output(chunk.toString()));
   };
 }
 

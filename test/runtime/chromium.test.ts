@@ -20,7 +20,7 @@ import {
   startDenoProbe,
   startServer,
 } from "./harness.ts";
-import { probe } from "./probe.ts";
+import { probe, UTF8_ID } from "./probe.ts";
 
 // Too slow for `npm test`: only test/ci.vitest.config.ts, which sets this, runs it. Anywhere else the whole file is
 // reported as skipped, never as passed.
@@ -37,6 +37,20 @@ describe.runIf(EVENTSOURCE_SERVER_CI === "1")("chromium (test/ci.vitest.config.t
   beforeAll(async () => {
     browser = await launchChromium();
   });
+
+  /** Chromium sends a non-ASCII id back as UTF-8 bytes, and the server must read the id it sent. */
+  const utf8IdScenario = (label: string, origin: () => string): void => {
+    test(`${label}: a non-ASCII id comes back from Chromium's EventSource equal to itself`, async () => {
+      const client = await connect(`${origin()}/probe/utf8-id`, ["id"]);
+      try {
+        const [first, resumed] = await client.seen.events(2);
+        expect(first).toEqual({ kind: "event", type: "id", data: "first visit", lastEventId: UTF8_ID });
+        expect(resumed?.data).toBe(`resumed after ${UTF8_ID}`);
+      } finally {
+        await client.close();
+      }
+    });
+  };
   afterAll(async () => {
     await browser?.close();
   });
@@ -50,6 +64,7 @@ describe.runIf(EVENTSOURCE_SERVER_CI === "1")("chromium (test/ci.vitest.config.t
       await bridge?.close();
     });
     clientScenarios("chromium on node", () => bridge?.origin ?? "", connect);
+    utf8IdScenario("chromium on node", () => bridge?.origin ?? "");
   });
 
   describe("Chromium's EventSource on Deno.serve", () => {
@@ -61,6 +76,7 @@ describe.runIf(EVENTSOURCE_SERVER_CI === "1")("chromium (test/ci.vitest.config.t
       await server?.stop();
     });
     clientScenarios("chromium on deno", () => server?.origin ?? "", connect);
+    utf8IdScenario("chromium on deno", () => server?.origin ?? "");
   });
 
   describe("Chromium's EventSource on Bun.serve", () => {
@@ -72,6 +88,7 @@ describe.runIf(EVENTSOURCE_SERVER_CI === "1")("chromium (test/ci.vitest.config.t
       await server?.stop();
     });
     clientScenarios("chromium on bun", () => server?.origin ?? "", connect);
+    utf8IdScenario("chromium on bun", () => server?.origin ?? "");
   });
 
   describe("the Node demo page in Chromium", () => {

@@ -3,7 +3,7 @@
  * (examples/deno/client.ts, one process per client) and by fetch with an independent parser.
  */
 import { spawn } from "node:child_process";
-import { afterAll, beforeAll, describe } from "vitest";
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import {
   binary,
   type Client,
@@ -75,4 +75,9 @@ const denoEventSource: Connect = async (url, types) => {
 describe("Deno.serve, read by Deno's EventSource", () => {
   clientScenarios("deno EventSource", origin, denoEventSource);
   demoScenario("deno demo", origin);
+
+  // Runs after the scenarios above, whose streams were given `request` and cleaned up when their clients left.
+  test("passing request never makes Deno warn about request.signal: the body's cancel reports a client leaving", () => {
+    expect(server?.stderr.seen.join("\n")).not.toContain("request.signal");
+  });
 });

@@ -10,6 +10,8 @@
  * - `GET /probe/resume`: two events with ids after the client's last event ID, then the body ends, so the
  *   client reconnects (after `retry: 20`) with `Last-Event-ID`.
  * - `GET /probe/flood?key=K`: 64 KiB events as fast as they are read; `GET /probe/produced?key=K` counts them.
+ * - `GET /probe/utf8-id`: one event with the id `UTF8_ID`, then the body ends; the reconnecting client gets an
+ *   event whose data is the `Last-Event-ID` the server read (`lastEventId` decodes a browser's UTF-8 bytes).
  */
 import { eventSourceResponse } from "eventsource-server";
 
@@ -19,6 +21,8 @@ export const UNICODE_DATA = "zeile 1\r\nлиния 2\rライン 3 😀\né e\u03
 export const UNICODE_SEEN = "zeile 1\nлиния 2\nライン 3 😀\né e\u0301 ✓\n";
 export const JSON_DATA = { city: "Zürich", emoji: "🚀", list: [1, 2, 3] };
 export const FLOOD_EVENT_BYTES = 64 * 1024;
+/** An id a browser sends back as UTF-8 bytes. */
+export const UTF8_ID = "café ☕ 42";
 
 interface Gate {
   credits: number;
@@ -126,6 +130,14 @@ export function probe(request: Request): Response | Promise<Response> | undefine
           for (let id = after + 1; id <= after + 2; id++) {
             yield { event: "resume", id, data: `after ${lastEventId ?? "none"}` };
           }
+        },
+        { request, retry: 20 },
+      );
+    case "/probe/utf8-id":
+      return eventSourceResponse(
+        function* ({ lastEventId }) {
+          if (lastEventId === null) yield { event: "id", id: UTF8_ID, data: "first visit" };
+          else yield { event: "id", data: `resumed after ${lastEventId}` };
         },
         { request, retry: 20 },
       );

@@ -1,11 +1,14 @@
 /**
  * A Cloudflare Worker that sends Server-Sent Events.
  *
+ * - `GET /`: a page that explains the example and shows a room live, with a box to publish into it.
  * - `GET /ticks`: a `tick` event every `TICK_MS`, numbered by `id`; a client that reconnects with
  *   `Last-Event-ID: 41` continues at 42. `GET /ticks/stats` counts the tick streams open and closed in this isolate.
  * - `GET /rooms/:room/events`: the room's events; a client that reconnects with `Last-Event-ID` first gets what
- *   it missed. `POST /rooms/:room/publish` sends the body (JSON, or else text) to everyone in the room.
- *   `GET /rooms/:room/subscribers` says how many are listening. Each room is one Durable Object.
+ *   it missed, from the room's storage, even after the room's object restarted. `POST /rooms/:room/publish` sends
+ *   the body (JSON, or else text) to everyone in the room. `GET /rooms/:room/subscribers` says how many are
+ *   listening. `POST /rooms/:room/restart` restarts the room's object, to watch its clients resume. Each room is one
+ *   Durable Object.
  *
  * workerd never cancels a response body when its client disconnects. With the compatibility flag
  * `enable_request_signal`, `request.signal` aborts instead, when the next write (a heartbeat, at the latest)
@@ -13,6 +16,8 @@
  */
 import { DurableObject } from "cloudflare:workers";
 import { EventChannel, type EventInput, type EventSourceContext, eventSourceResponse } from "eventsource-server";
+import { page } from "./page.ts";
+import { StoredEvents } from "./stored-events.ts";
 
 export interface Env {
   ROOMS: DurableObjectNamespace<Room>;
@@ -20,6 +25,8 @@ export interface Env {
   KEEP_ALIVE_MS: string;
   /** Time (ms) between two ticks. */
   TICK_MS: string;
+  /** Events each room keeps in its storage for clients that reconnect. */
+  HISTORY_LIMIT: string;
 }
 
 /** Tick streams of this isolate: per isolate, so only good for a demo and its tests. */
@@ -28,6 +35,9 @@ const stats = { open: 0, closed: 0 };
 export default {
   async fetch(request, env): Promise<Response> {
     const url = new URL(request.url);
+    if (request.method === "GET" && url.pathname === "/") {
+      return new Response(page(Number(env.HISTORY_LIMIT)), { headers: { "content-type": "text/html; charset=utf-8" } });
+    }
     if (request.method === "GET" && url.pathname === "/ticks") {
       const everyMs = millisecondsOf(env.TICK_MS, "TICK_MS");
       return eventSourceResponse((context) => ticks(context, everyMs), {
@@ -38,7 +48,7 @@ export default {
     }
     if (request.method === "GET" && url.pathname === "/ticks/stats") return Response.json(stats);
 
-    const route = /^\/rooms\/([^/]+)\/(events|publish|subscribers)$/.exec(url.pathname);
+    const route = /^\/rooms\/([^/]+)\/(events|publish|subscribers|restart)$/.exec(url.pathname);
     if (route === null) return new Response("not found\n", { status: 404 });
     const [, name = "", action] = route;
     const room = env.ROOMS.getByName(decodeURIComponent(name));
@@ -50,15 +60,35 @@ export default {
       const id = await room.publish(await dataOf(request));
       return Response.json({ id }, { status: 201 });
     }
+    if (action === "restart" && request.method === "POST") {
+      await room.restart();
+      return Response.json({ restarting: true }, { status: 202 });
+    }
     return new Response("method not allowed\n", { status: 405 });
   },
 } satisfies ExportedHandler<Env>;
 
-/** One room: every subscriber gets every published event; a reconnecting one first gets what it missed. */
+/**
+ * One room: every subscriber gets every published event. Its recent events live in the object's storage, so a
+ * client that reconnects with `Last-Event-ID` gets what it missed even when the object has restarted in between
+ * (evicted, deployed, crashed, or `POST /rooms/:room/restart`).
+ */
 export class Room extends DurableObject<Env> {
-  // The history lives in memory: it lasts as long as the object does, which is while anyone is listening.
-  readonly #channel = new EventChannel({ replay: 100 });
-  #lastId = 0;
+  readonly #events: StoredEvents;
+  readonly #channel: EventChannel;
+
+  constructor(ctx: DurableObjectState, env: Env) {
+    super(ctx, env);
+    this.#events = new StoredEvents(ctx.storage, Number(env.HISTORY_LIMIT));
+    // No request reaches the object before its last id is read, so ids go on from where the last object stopped.
+    void ctx.blockConcurrencyWhile(() => this.#events.load());
+    this.#channel = new EventChannel({
+      history: this.#events,
+      // The client's id is older than the room keeps: it missed an unknown number of events, so it is told to
+      // start over, and then gets live events. (No id: its next reconnect, before a live event, is told again.)
+      onHistoryLost: (lastEventId) => ({ event: "reset", data: { lastEventId } }),
+    });
+  }
 
   /** The room's event stream for one subscriber. */
   override fetch(request: Request): Response {
@@ -68,17 +98,33 @@ export class Room extends DurableObject<Env> {
     });
   }
 
-  /** Sends `data` to every subscriber as a `message` event; returns its id. */
-  publish(data: unknown): string {
-    const id = String(++this.#lastId);
-    const event: EventInput = { id, data };
+  /**
+   * Stores `data` as the next event, then sends it to every subscriber as a `message` event; returns its id.
+   * In that order: every event a client has received is in the log it resumes from.
+   */
+  async publish(data: unknown): Promise<string> {
+    const event = await this.#events.append(data);
     this.#channel.emit(event);
-    return id;
+    return event.id;
   }
 
   /** How many streams are open. */
   subscribers(): number {
     return this.#channel.subscribers;
+  }
+
+  /**
+   * Throws this object away, as an eviction or a deploy would: its streams end and its clients reconnect to a new
+   * one, which resumes them from storage. Here so the page and the tests can show it; leave it out of a real room.
+   */
+  restart(): void {
+    // After this call has answered: an abort inside the call would fail the call, and workerd would log it as an
+    // uncaught exception. abort() throws, to stop whatever code called it; here that is the end of this timer.
+    setTimeout(() => {
+      try {
+        this.ctx.abort("restarted on request");
+      } catch {}
+    }, 0);
   }
 }
 
