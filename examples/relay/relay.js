@@ -5,11 +5,10 @@
  * through `eventSourceResponse`. The code between the `recipe` markers is the README's recipe, byte for byte
  * (test/runtime/relay.test.ts checks it).
  */
-
+// #region recipe
 import { EventSourceParserStream } from "eventsource-parser/stream";
 import { eventSourceResponse } from "eventsource-server";
 
-// #region recipe
 /**
  * Re-serves an OpenAI-style upstream stream: an upstream error keeps its status, the client gets the first
  * chunk and keep-alives at once, and the upstream request ends the moment the client leaves.

@@ -22,6 +22,12 @@ const BLOCKS = blocksOfFile("README.md");
 const RUNNERS: { name: string; claims(block: Block): boolean; runBy: string }[] = [
   { name: "a command line", claims: (b) => b.lang === "sh", runBy: "test/runtime/commands.test.ts" },
   {
+    name: "a text diagram",
+    // A block without a language is not code: the doc tests and this file leave it alone.
+    claims: (b) => b.lang === "",
+    runBy: "nothing: it is a picture",
+  },
+  {
     name: "the handler of One handler, every runtime",
     claims: (b) => b.code.includes("export function handler(request: Request)"),
     runBy: "here, and by npm run doctest",
