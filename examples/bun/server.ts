@@ -1,6 +1,6 @@
 /**
  * The demo on Bun: a page that shows live events, and the event stream it listens to, on
- * http://127.0.0.1:8787 (or $PORT; 0 picks a free port). Run it from this folder with `bun server.ts`.
+ * http://127.0.0.1:8787 (or $PORT; 0 picks a free port). Run it from this folder with `npx bun server.ts`.
  */
 import { type EventSourceContext, eventSourceResponse } from "eventsource-server";
 
@@ -12,7 +12,12 @@ declare global {
 }
 declare const Bun: {
   env: Record<string, string | undefined>;
-  serve(options: { hostname: string; port: number; fetch(request: Request): Response | Promise<Response> }): {
+  serve(options: {
+    hostname: string;
+    port: number;
+    idleTimeout?: number;
+    fetch(request: Request): Response | Promise<Response>;
+  }): {
     port: number;
     stop(closeActiveConnections?: boolean): Promise<void>;
   };
@@ -81,9 +86,15 @@ export function handle(request: Request): Response {
 }
 
 if (import.meta.main) {
-  // Bun.serve closes a connection after 10 s in which nothing was sent (`idleTimeout`). The library writes a
-  // comment after 8 s of silence (`keepAlive`), so quiet streams stay open with Bun's default: no setting here.
-  const server = Bun.serve({ hostname: "127.0.0.1", port: Number(Bun.env.PORT ?? 8787), fetch: handle });
+  // Bun.serve closes a connection after 10 s in which it could write nothing (`idleTimeout`): silence, which the
+  // library's keep-alive prevents, but also a client that stops reading, which no heartbeat can fix. Event
+  // streams turn it off (README, "Bun closes a connection…"; test/runtime/bun-stall.test.ts).
+  const server = Bun.serve({
+    hostname: "127.0.0.1",
+    port: Number(Bun.env.PORT ?? 8787),
+    idleTimeout: 0,
+    fetch: handle,
+  });
   console.log(`eventsource-server demo: http://127.0.0.1:${server.port}/ (Ctrl-C to stop)`);
   for (const signal of ["SIGINT", "SIGTERM"]) {
     process.once(signal, () => {

@@ -1,6 +1,6 @@
 /**
  * The demo on Deno: a page that shows live events, and the event stream it listens to, on
- * http://127.0.0.1:8787 (or $PORT; 0 picks a free port). Run it from this folder with `deno task start`.
+ * http://127.0.0.1:8787 (or $PORT; 0 picks a free port). Run it from this folder with `npx deno task start`.
  */
 import { type EventSourceContext, eventSourceResponse } from "eventsource-server";
 

@@ -2,18 +2,20 @@
  * Node: `toNodeHandler` of eventsource-server/node serving the probe routes in this process, read by the `eventsource`
  * package, undici's EventSource, and plain fetch with an independent parser; and the demo itself, spawned.
  */
+import { readFile } from "node:fs/promises";
 import { EventSource as EventSourcePackage } from "eventsource";
 import { toNodeHandler } from "eventsource-server/node";
 import { EventSource as UndiciEventSource } from "undici";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { parseWire, readerOf, settle } from "../helpers.ts";
+import { servedCode } from "../../examples/node/page.js";
+import { type ParsedEvent, parseWire, readerOf, settle } from "../helpers.ts";
 import {
   bundleNodeDemo,
   clientScenarios,
   connectWith,
-  demoScenario,
   freePort,
   listenNode,
+  ROOT,
   type Running,
   startServer,
   uniqueKey,
@@ -99,6 +101,10 @@ describe("toNodeHandler on node:http, read by fetch and eventsource-parser", () 
 
 describe("examples/node/demo.js, spawned", () => {
   let demo: Running | undefined;
+  const demoOrigin = (): string => {
+    if (demo === undefined) throw new Error("the demo did not start");
+    return demo.origin;
+  };
   beforeAll(async () => {
     const outfile = await bundleNodeDemo("node-demo.test");
     demo = await startServer(process.execPath, [outfile], { env: { PORT: String(await freePort()) } });
@@ -107,7 +113,95 @@ describe("examples/node/demo.js, spawned", () => {
     await demo?.stop();
   });
 
-  demoScenario("node demo", () => demo?.origin ?? "");
+  /** An open stream on the demo, read with fetch and eventsource-parser. */
+  async function openDemoStream(path: string, headers: Record<string, string> = {}) {
+    const response = await within(fetch(`${demoOrigin()}${path}`, { headers }), 10_000, `fetch ${path}`);
+    expect(response.headers.get("content-type")).toBe("text/event-stream; charset=utf-8");
+    const reader = readerOf(response);
+    const decoder = new TextDecoder();
+    let wire = "";
+    return {
+      /** Reads until an event matches, and returns every event so far. */
+      async until(match: (event: ParsedEvent) => boolean): Promise<ParsedEvent[]> {
+        for (let reads = 0; reads < 100; reads++) {
+          const { events } = parseWire(wire);
+          if (events.some(match)) return events;
+          const { done, value } = await within(reader.read(), 10_000, `the next chunk of ${path}`);
+          if (done) throw new Error(`${path} ended:\n${wire}`);
+          wire += decoder.decode(value, { stream: true });
+        }
+        throw new Error(`no matching event in 100 chunks of ${path}:\n${wire}`);
+      },
+      /** Resolves once the stream has ended normally. */
+      async ended(): Promise<void> {
+        for (let reads = 0; reads < 100; reads++) {
+          const { done } = await within(reader.read(), 10_000, `the end of ${path}`);
+          if (done) return;
+        }
+        throw new Error(`${path} did not end`);
+      },
+      close: () => reader.cancel(),
+    };
+  }
+
+  const publish = (text: string) =>
+    within(fetch(`${demoOrigin()}/publish`, { method: "POST", body: text }), 10_000, "POST /publish");
+
+  test("node demo: a note published with POST /publish reaches every open stream, with the same id", async () => {
+    const alice = await openDemoStream("/events");
+    const bob = await openDemoStream("/events");
+    try {
+      await Promise.all([alice.until((e) => e.event === "tick"), bob.until((e) => e.event === "tick")]);
+      expect((await publish("hello, both")).status).toBe(204);
+      const isNote = (e: ParsedEvent) => e.event === "note" && JSON.parse(e.data).text === "hello, both";
+      const [seenByAlice, seenByBob] = await Promise.all([alice.until(isNote), bob.until(isNote)]);
+      expect(seenByAlice.find(isNote)?.id).toMatch(/^\d+$/);
+      expect(seenByAlice.find(isNote)?.id).toBe(seenByBob.find(isNote)?.id);
+    } finally {
+      await Promise.all([alice.close(), bob.close()]);
+    }
+  });
+
+  test("node demo: a client resuming from Last-Event-ID gets every event after it, in order, nothing lost", async () => {
+    const first = await openDemoStream("/events");
+    const [tick] = await first.until((e) => e.event === "tick");
+    await first.close();
+    const lastSeen = Number(tick?.id);
+    expect(lastSeen).toBeGreaterThan(0);
+    expect((await publish("while away")).status).toBe(204);
+    const resumed = await openDemoStream("/events", { "last-event-id": String(lastSeen) });
+    try {
+      const events = await resumed.until((e) => e.event === "note" && JSON.parse(e.data).text === "while away");
+      const ids = events.map((e) => Number(e.id));
+      expect(ids[0]).toBe(lastSeen + 1);
+      expect(ids).toEqual(ids.map((_, i) => lastSeen + 1 + i));
+    } finally {
+      await resumed.close();
+    }
+  });
+
+  test("node demo: POST /drop ends that tab's stream normally, and an unknown tab is a 404", async () => {
+    const tab = await openDemoStream("/events?tab=t1");
+    await tab.until((e) => e.event === "tick");
+    expect((await fetch(`${demoOrigin()}/drop?tab=t1`, { method: "POST" })).status).toBe(204);
+    await tab.ended();
+    expect((await fetch(`${demoOrigin()}/drop?tab=nobody`, { method: "POST" })).status).toBe(404);
+  });
+
+  test("node demo: the page shows demo.js's served code byte for byte, and its icon is served", async () => {
+    const source = await readFile(`${ROOT}examples/node/demo.js`, "utf8");
+    const region = /\/\/ #region served\n([\s\S]*?)\n\/\/ #endregion served/.exec(source)?.[1];
+    expect(region).toBe(servedCode);
+    const html = await (await fetch(`${demoOrigin()}/`)).text();
+    expect(html).toContain('<link rel="icon" href="/favicon.svg"');
+    expect(html).toContain("channel.response(request, { retry: 2_000, signal: dropSignal(request) });");
+    for (const path of ["/favicon.svg", "/favicon.ico"]) {
+      const icon = await fetch(`${demoOrigin()}${path}`);
+      expect(icon.status).toBe(200);
+      expect(icon.headers.get("content-type")).toBe("image/svg+xml");
+      expect(await icon.text()).toMatch(/^<svg /);
+    }
+  });
 
   test("node demo: SIGTERM stops the server even with a stream open", async () => {
     if (demo === undefined) throw new Error("the demo did not start");
