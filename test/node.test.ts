@@ -26,6 +26,8 @@ import {
 import { createServer as createHttpsServer, request as httpsRequest } from "node:https";
 import { type AddressInfo, connect } from "node:net";
 import { Readable } from "node:stream";
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
 import { eventSourceResponse, lastEventId } from "eventsource-server";
 import {
   type FetchHandler,
@@ -662,6 +664,33 @@ describe("toRequest over node:http", () => {
     const aborted = new Promise<void>((resolve) => request.signal.addEventListener("abort", () => resolve()));
     req.destroy();
     await within(aborted, 10_000, "the signal to abort");
+  });
+
+  test("the signal aborts when the client leaves even when only the signal was kept, after a garbage collection", async () => {
+    // undici's Request.signal follows the signal it was made with only while the Request is alive.
+    setFlagsFromString("--expose-gc");
+    const gc = runInNewContext("gc") as () => void;
+    const count = 50;
+    let aborted = 0;
+    const allAborted = deferred();
+    const origin = await serve((req, res) => {
+      toRequest(req, res).signal.addEventListener("abort", () => {
+        if (++aborted === count) allAborted.resolve();
+      });
+      res.flushHeaders();
+    });
+    const clients = await Promise.all(
+      Array.from({ length: count }, async () => {
+        const { req, response } = get(origin);
+        await response;
+        return req;
+      }),
+    );
+    gc();
+    await settle(2);
+    gc();
+    for (const req of clients) req.destroy();
+    await within(allAborted.promise, 10_000, `${count} signals to abort (${aborted} did)`);
   });
 
   test("the signal never aborts after a normal finish", async () => {
