@@ -20,6 +20,11 @@ const root = resolve(here, "..");
 const args = process.argv.slice(2);
 const flag = (name) => args.includes(`--${name}`);
 const option = (name) => args.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
+if (flag("http")) {
+  // Real sockets, every runtime: a bench of its own (bench/http/run.mjs).
+  await (await import("./http/run.mjs")).main(args);
+  process.exit(0);
+}
 
 const quick = flag("quick");
 const SIZES = quick
