@@ -7,12 +7,13 @@
  * A full run writes bench/results.json and bench/results.md; `--quick` (smaller sizes, 2 reps) writes to the
  * system temp folder unless `--out=<file.json>` is given. `--chart` also writes the SVG chart next to the JSON.
  */
-import { execFileSync, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { cpus, tmpdir, totalmem } from "node:os";
+import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { renderChart } from "./chart.mjs";
+import { denoEnv, runMeta } from "./meta.mjs";
 import { measureSizes } from "./size.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -45,7 +46,6 @@ const RUNTIMES = {
   bun: { cmd: bin("bun"), args: [] },
   deno: { cmd: bin("deno"), args: ["run", "-A", "--v8-flags=--expose-gc"] },
 };
-const denoEnv = { DENO_DIR: join(here, ".deno"), DENO_NO_UPDATE_CHECK: "1" };
 
 /** Runs one child; resolves with its JSON line, or an invalid result saying why there was none. */
 function child(runtime, scenario, adapter, size) {
@@ -158,15 +158,6 @@ function version(pkg) {
     return "?";
   }
 }
-function commandOutput(cmd, a) {
-  try {
-    return execFileSync(cmd, a, { encoding: "utf8", env: { ...process.env, ...denoEnv } })
-      .trim()
-      .split("\n")[0];
-  } catch {
-    return "?";
-  }
-}
 
 const NAMES = {
   ours: "eventsource-server",
@@ -221,13 +212,7 @@ function table(block) {
 const started = Date.now();
 const lib = process.env.BENCH_LIB || "eventsource-server (dist/)";
 const meta = {
-  date: new Date().toISOString(),
-  quick,
-  machine: `${cpus()[0]?.model ?? "?"}, ${cpus().length} cores, ${Math.round(totalmem() / 2 ** 30)} GiB`,
-  node: process.version,
-  bun: commandOutput(bin("bun"), ["--version"]),
-  deno: commandOutput(bin("deno"), ["--version"]),
-  commit: commandOutput("git", ["-C", root, "rev-parse", "--short", "HEAD"]),
+  ...runMeta(quick),
   lib,
   versions: Object.fromEntries(
     ["hono", "h3", "better-sse", "eventsource-encoder", "eventsource-parser", "esbuild"].map((p) => [p, version(p)]),

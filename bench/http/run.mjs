@@ -9,17 +9,16 @@
  * whose bytes fail the parser check in any repetition is shown as invalid, without a ratio. A full run writes
  * bench/results-http.json and .md; `--quick` writes to the system temp folder unless `--out` is given.
  */
-import { execFileSync, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
-import { cpus, tmpdir, totalmem } from "node:os";
+import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { bin, commandOutput, denoEnv, runMeta } from "../meta.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const bench = resolve(here, "..");
 const root = resolve(bench, "..");
-const bin = (name) => join(root, "node_modules", ".bin", name);
-const denoEnv = { DENO_DIR: join(bench, ".deno"), DENO_NO_UPDATE_CHECK: "1" };
 const RUNTIMES = {
   node: [process.execPath, "--expose-gc"],
   bun: [bin("bun")],
@@ -231,16 +230,6 @@ function table(b) {
   return lines.join("\n");
 }
 
-function commandOutput(cmd, a) {
-  try {
-    return execFileSync(cmd, a, { encoding: "utf8", env: { ...process.env, ...denoEnv } })
-      .trim()
-      .split("\n")[0];
-  } catch {
-    return "?";
-  }
-}
-
 export async function main(args) {
   const option = (name) => args.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
   const quick = args.includes("--quick");
@@ -255,13 +244,7 @@ export async function main(args) {
   );
   const started = Date.now();
   const meta = {
-    date: new Date().toISOString(),
-    quick,
-    machine: `${cpus()[0]?.model ?? "?"}, ${cpus().length} cores, ${Math.round(totalmem() / 2 ** 30)} GiB`,
-    node: process.version,
-    bun: commandOutput(bin("bun"), ["--version"]),
-    deno: commandOutput(bin("deno"), ["--version"]),
-    commit: commandOutput("git", ["-C", root, "rev-parse", "--short", "HEAD"]),
+    ...runMeta(quick),
     fdLimit: commandOutput("sh", ["-c", "ulimit -Hn"]),
   };
   const blocks = [];
