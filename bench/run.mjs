@@ -34,7 +34,9 @@ const SIZES = quick
 const reps = Number(option("reps") ?? (quick ? 2 : 5));
 const ADAPTERS = (option("adapters") ?? "ours,hono,h3,better-sse,eventsource-encoder,a,b").split(",");
 const SCENARIOS = (option("only") ?? "small,json,large,fanout,idle,disconnect").split(",");
-const runtimes = !flag("no-runtimes") && SCENARIOS.includes("small");
+// Bun and Deno run the throughput scenarios (the ones whose speed depends on the runtime's own encoder).
+const RUNTIME_SCENARIOS = SCENARIOS.filter((s) => ["small", "json", "large"].includes(s));
+const runtimes = !flag("no-runtimes") && RUNTIME_SCENARIOS.length > 0;
 const out = resolve(
   option("out") ?? (quick ? join(tmpdir(), "eventsource-server-bench-quick.json") : join(here, "results.json")),
 );
@@ -225,8 +227,10 @@ for (const scenario of SCENARIOS) {
 }
 if (runtimes) {
   for (const runtime of ["bun", "deno"]) {
-    process.stderr.write(`small on ${runtime}\n`);
-    blocks.push(await scenarioRun(runtime, "small"));
+    for (const scenario of RUNTIME_SCENARIOS) {
+      process.stderr.write(`${scenario} on ${runtime}\n`);
+      blocks.push(await scenarioRun(runtime, scenario));
+    }
   }
 }
 const sizes = await measureSizes(root);
