@@ -7,12 +7,13 @@
  * A full run writes bench/results.json and bench/results.md; `--quick` (smaller sizes, 2 reps) writes to the
  * system temp folder unless `--out=<file.json>` is given. `--chart` also writes the SVG chart next to the JSON.
  */
-import { execFileSync, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { cpus, tmpdir, totalmem } from "node:os";
+import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { renderChart } from "./chart.mjs";
+import { denoEnv, runMeta } from "./meta.mjs";
 import { measureSizes } from "./size.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -20,6 +21,11 @@ const root = resolve(here, "..");
 const args = process.argv.slice(2);
 const flag = (name) => args.includes(`--${name}`);
 const option = (name) => args.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
+if (flag("http")) {
+  // Real sockets, every runtime: a bench of its own (bench/http/run.mjs).
+  await (await import("./http/run.mjs")).main(args);
+  process.exit(0);
+}
 
 const quick = flag("quick");
 const SIZES = quick
@@ -28,7 +34,9 @@ const SIZES = quick
 const reps = Number(option("reps") ?? (quick ? 2 : 5));
 const ADAPTERS = (option("adapters") ?? "ours,hono,h3,better-sse,eventsource-encoder,a,b").split(",");
 const SCENARIOS = (option("only") ?? "small,json,large,fanout,idle,disconnect").split(",");
-const runtimes = !flag("no-runtimes") && SCENARIOS.includes("small");
+// Bun and Deno run the throughput scenarios (the ones whose speed depends on the runtime's own encoder).
+const RUNTIME_SCENARIOS = SCENARIOS.filter((s) => ["small", "json", "large"].includes(s));
+const runtimes = !flag("no-runtimes") && RUNTIME_SCENARIOS.length > 0;
 const out = resolve(
   option("out") ?? (quick ? join(tmpdir(), "eventsource-server-bench-quick.json") : join(here, "results.json")),
 );
@@ -40,7 +48,6 @@ const RUNTIMES = {
   bun: { cmd: bin("bun"), args: [] },
   deno: { cmd: bin("deno"), args: ["run", "-A", "--v8-flags=--expose-gc"] },
 };
-const denoEnv = { DENO_DIR: join(here, ".deno"), DENO_NO_UPDATE_CHECK: "1" };
 
 /** Runs one child; resolves with its JSON line, or an invalid result saying why there was none. */
 function child(runtime, scenario, adapter, size) {
@@ -153,15 +160,6 @@ function version(pkg) {
     return "?";
   }
 }
-function commandOutput(cmd, a) {
-  try {
-    return execFileSync(cmd, a, { encoding: "utf8", env: { ...process.env, ...denoEnv } })
-      .trim()
-      .split("\n")[0];
-  } catch {
-    return "?";
-  }
-}
 
 const NAMES = {
   ours: "eventsource-server",
@@ -216,13 +214,7 @@ function table(block) {
 const started = Date.now();
 const lib = process.env.BENCH_LIB || "eventsource-server (dist/)";
 const meta = {
-  date: new Date().toISOString(),
-  quick,
-  machine: `${cpus()[0]?.model ?? "?"}, ${cpus().length} cores, ${Math.round(totalmem() / 2 ** 30)} GiB`,
-  node: process.version,
-  bun: commandOutput(bin("bun"), ["--version"]),
-  deno: commandOutput(bin("deno"), ["--version"]),
-  commit: commandOutput("git", ["-C", root, "rev-parse", "--short", "HEAD"]),
+  ...runMeta(quick),
   lib,
   versions: Object.fromEntries(
     ["hono", "h3", "better-sse", "eventsource-encoder", "eventsource-parser", "esbuild"].map((p) => [p, version(p)]),
@@ -235,8 +227,10 @@ for (const scenario of SCENARIOS) {
 }
 if (runtimes) {
   for (const runtime of ["bun", "deno"]) {
-    process.stderr.write(`small on ${runtime}\n`);
-    blocks.push(await scenarioRun(runtime, "small"));
+    for (const scenario of RUNTIME_SCENARIOS) {
+      process.stderr.write(`${scenario} on ${runtime}\n`);
+      blocks.push(await scenarioRun(runtime, scenario));
+    }
   }
 }
 const sizes = await measureSizes(root);

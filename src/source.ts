@@ -23,14 +23,25 @@ export function pullerOf(where: string, source: EventStreamLike): Puller {
     // Workers type a finished read's value as optional, which IteratorResult does not allow.
     return { next: () => reader.read() as Promise<IteratorResult<unknown>>, stop: (reason) => reader.cancel(reason) };
   }
-  const iterator: Iterator<unknown> | AsyncIterator<unknown> =
+  return new IteratorPuller(
     Symbol.asyncIterator in source
       ? (source as AsyncIterable<unknown>)[Symbol.asyncIterator]()
-      : (source as Iterable<unknown>)[Symbol.iterator]();
-  return {
-    next: () => iterator.next(),
-    stop: () => iterator.return?.(),
-  };
+      : (source as Iterable<unknown>)[Symbol.iterator](),
+  );
+}
+
+/** An iterator seen as a `Puller`, with its methods on the prototype: an idle stream holds no closures for it. */
+class IteratorPuller implements Puller {
+  readonly #iterator: Iterator<unknown> | AsyncIterator<unknown>;
+  constructor(iterator: Iterator<unknown> | AsyncIterator<unknown>) {
+    this.#iterator = iterator;
+  }
+  next(): IteratorResult<unknown> | PromiseLike<IteratorResult<unknown>> {
+    return this.#iterator.next();
+  }
+  stop(): unknown {
+    return this.#iterator.return?.();
+  }
 }
 
 const expected = "source must be an async iterable, an iterable, a ReadableStream or a function";
