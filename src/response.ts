@@ -179,7 +179,10 @@ export function onAbort(options: StreamOptions, onEnd: (reason: unknown) => void
     onEnd(aborted.reason);
     return () => {};
   }
-  const listener = (event: Event): void => onEnd((event.target as AbortSignal).reason);
+  // undici's Request.signal follows the signal the Request was made with only while the Request is alive (it
+  // holds its controller weakly), so the listener holds the Request: a request nobody else keeps could otherwise
+  // be collected, and its abort would never reach this stream.
+  const listener = { request, handleEvent: (event: Event): void => onEnd((event.target as AbortSignal).reason) };
   for (const signal of signals) signal.addEventListener("abort", listener, { once: true });
   return () => {
     for (const signal of signals) signal.removeEventListener("abort", listener);

@@ -1,7 +1,7 @@
 import { EventChannel, type EventChannelOptions, type EventSourceResponseInit } from "eventsource-server";
 import fc from "fast-check";
 import { afterEach, describe, expect, test, vi } from "vitest";
-import { nextEvents, nextText, type ParsedEvent, parseWire, readAll, readerOf } from "./helpers.ts";
+import { collectGarbage, nextEvents, nextText, type ParsedEvent, parseWire, readAll, readerOf } from "./helpers.ts";
 
 afterEach(() => {
   vi.useRealTimers();
@@ -436,6 +436,17 @@ describe("EventChannel: leaving", () => {
     channel.emit("after");
     expect(parseWire(await readAll(reader)).events).toEqual([{ data: "before" }]);
     channel.close();
+  });
+
+  test("a request nobody else holds still takes its subscriber out when it aborts, after a garbage collection", async () => {
+    const channel = new EventChannel();
+    const controllers = Array.from({ length: 20 }, () => new AbortController());
+    const readers = controllers.map((controller) => readerOf(channel.response(resuming(undefined, controller.signal))));
+    for (const reader of readers) expect(await nextText(reader)).toBe(":\n\n");
+    await collectGarbage();
+    for (const controller of controllers) controller.abort();
+    expect(channel.subscribers).toBe(0);
+    for (const reader of readers) expect(await reader.read()).toEqual({ done: true, value: undefined });
   });
 
   test("an aborted init.signal leaves the channel at once, and its body closes normally", async () => {

@@ -1,3 +1,5 @@
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
 import { createParser, type EventSourceMessage } from "eventsource-parser";
 
 /** One event as an independent, spec-following parser saw it. */
@@ -93,4 +95,13 @@ export function streamOf<T>(values: Iterable<T>): ReadableStream<T> {
       else controller.enqueue(value);
     },
   });
+}
+
+/** A full garbage collection, now: what shows that something held only weakly is gone. */
+export async function collectGarbage(): Promise<void> {
+  setFlagsFromString("--expose-gc");
+  const gc = runInNewContext("gc") as () => void;
+  gc();
+  await settle(2);
+  gc();
 }

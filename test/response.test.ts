@@ -1,6 +1,16 @@
 import { type EventSourceContext, EventSourceEncoderStream, eventSourceResponse } from "eventsource-server";
 import { afterEach, describe, expect, test, vi } from "vitest";
-import { deferred, nextEvents, nextText, parseWire, readAll, readerOf, settle, streamOf } from "./helpers.ts";
+import {
+  collectGarbage,
+  deferred,
+  nextEvents,
+  nextText,
+  parseWire,
+  readAll,
+  readerOf,
+  settle,
+  streamOf,
+} from "./helpers.ts";
 
 afterEach(() => {
   vi.useRealTimers();
@@ -247,6 +257,37 @@ describe("eventSourceResponse: streaming", () => {
 });
 
 describe("eventSourceResponse: the client leaving", () => {
+  test("a request nobody else holds still ends its stream when it aborts, after a garbage collection", async () => {
+    // undici's Request.signal follows the signal the Request was made with only while the Request is alive.
+    const count = 20;
+    const controllers: AbortController[] = [];
+    const readers = [];
+    let stopped = 0;
+    for (let i = 0; i < count; i++) {
+      const controller = new AbortController();
+      controllers.push(controller);
+      const request = new Request("http://localhost/events", { signal: controller.signal });
+      readers.push(
+        readerOf(
+          eventSourceResponse(
+            async function* ({ signal }) {
+              yield "open";
+              await new Promise((resolve) => signal.addEventListener("abort", resolve, { once: true }));
+              stopped++;
+            },
+            { request, keepAlive: false },
+          ),
+        ),
+      );
+    }
+    for (const reader of readers) expect(await nextEvents(reader)).toEqual([]);
+    for (const reader of readers) expect(await nextEvents(reader)).toEqual([{ data: "open" }]);
+    await collectGarbage();
+    for (const controller of controllers) controller.abort();
+    for (const reader of readers) expect(await reader.read()).toEqual({ done: true, value: undefined });
+    expect(stopped).toBe(count);
+  });
+
   test("cancelling the body runs the source's finally block", async () => {
     const { state, events } = countingSource();
     const reader = readerOf(eventSourceResponse(events));
