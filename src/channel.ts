@@ -85,19 +85,21 @@ interface KeepAliveGroup {
  * receives it. Use one channel per topic, in a long-lived place (a module, a Durable Object).
  *
  * `emit` checks and encodes each event once and queues the same bytes for every subscriber; it never awaits
- * and never waits for a slow client. Each subscriber counts its unread bytes, and a subscriber that leaves more
- * than `maxBufferedBytes` unread is closed (normally, so its client reconnects) while the others go on.
+ * and never waits for a slow client. Each subscriber counts its unread bytes, and one whose backlog stays above
+ * `maxBufferedBytes` for a second is closed (normally, so its client reconnects and resumes) while the others
+ * go on; a burst, or one event larger than the cap, still reaches every client that reads it.
  *
- * With `replay: N`, the last `N` events are kept. A client that reconnects with the `Last-Event-ID` of one of
- * them receives every event emitted after it, then the live ones, with nothing lost or doubled. A client
- * whose `Last-Event-ID` is not in the history receives the whole history first: it was connected before, so it
- * missed at least the events since its id dropped out (or since the server restarted), and the history is the
- * most recent part of what it missed. A client without a `Last-Event-ID` receives live events only.
+ * A client that reconnects with a `Last-Event-ID` resumes: with `replay: N` from the last `N` events kept in
+ * memory, with `history` from a log every instance shares (its `after(id)`), receiving every event after its
+ * id, then the live ones, with nothing lost or doubled. A client whose id the history does not hold gets the
+ * `onHistoryLost` event, then live events; without `onHistoryLost`, a `replay` channel sends its whole memory
+ * and a `history` channel live events only. A client without a `Last-Event-ID` receives live events only.
  *
- * Throws a `TypeError` for an invalid option: `replay` must be a non-negative safe integer, `maxBufferedBytes`
- * a positive safe integer, `serialize` a function.
+ * Throws a `TypeError` for an invalid option: `replay` must be a non-negative safe integer, `history` an object
+ * with an `after` method (and not together with `replay`), `onHistoryLost` and `serialize` functions,
+ * `maxBufferedBytes` a positive safe integer.
  *
- * @param options `replay`, `maxBufferedBytes` and `serialize`.
+ * @param options `replay` or `history`, `onHistoryLost`, `maxBufferedBytes` and `serialize`.
  * @see https://html.spec.whatwg.org/multipage/server-sent-events.html#the-last-event-id-header
  *
  * @example Every subscriber receives every event emitted after it subscribed
@@ -230,8 +232,8 @@ export class EventChannel<Events extends Record<string, unknown> = Record<string
    *
    * The first chunk (the `retry:` field, else a comment) is written at once. The subscriber leaves when its
    * body is cancelled, when the request's signal or `init.signal` aborts (the body then closes normally), when
-   * it falls more than `maxBufferedBytes` behind, or when the channel closes. After `close()`, the body closes
-   * right after its first chunk.
+   * it stays more than `maxBufferedBytes` behind for a second, when its `maxDuration` is up, or when the channel
+   * closes. After `close()`, the body closes right after its first chunk.
    *
    * Throws a `TypeError` for a `request` that is not a `Request` and for an invalid `init` option, as
    * `eventSourceResponse` does. `init.serialize` and `init.onError` are `TypeError`s too: a channel encodes once
@@ -277,8 +279,13 @@ export class EventChannel<Events extends Record<string, unknown> = Record<string
 
   /**
    * Ends every subscriber stream normally and stops every timer; their clients reconnect (to wherever the
-   * channel's replacement is). Calling it again does nothing. After it, `emit` throws and `response()` is a
-   * body that closes at once.
+   * channel's replacement is). `last`, when given, is written to every open subscriber first, as its final event
+   * (a farewell such as `{ retry: 1_000, comment: "restarting" }`). Calling it again does nothing. After it,
+   * `emit` throws and `response()` is a body that closes right after its first chunk.
+   *
+   * Throws a `TypeError`, and closes nothing, for a `last` that `emit` would reject.
+   *
+   * @param last The final event of every open stream.
    *
    * @example Close the channel when its topic ends
    * ```ts
@@ -290,6 +297,17 @@ export class EventChannel<Events extends Record<string, unknown> = Record<string
    * channel.close();
    * assert.equal(channel.subscribers, 0);
    * assert.equal(await response.text(), ":\n\n");
+   * ```
+   *
+   * @example A farewell before a restart: a short reconnection time, and a comment
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { EventChannel } from "eventsource-server";
+   *
+   * const channel = new EventChannel();
+   * const response = channel.response();
+   * channel.close({ retry: 1_000, comment: "restarting" });
+   * assert.equal(await response.text(), ":\n\n:restarting\nretry: 1000\n\n");
    * ```
    */
   close(last?: EventInput<Events>): void {
