@@ -177,7 +177,7 @@ export function onAbort(options: StreamOptions, onEnd: (reason: unknown) => void
   const aborted = signals.find((s) => s.aborted);
   if (aborted) {
     onEnd(aborted.reason);
-    return () => {};
+    return noop;
   }
   // undici's Request.signal follows the signal the Request was made with only while the Request is alive (it
   // holds its controller weakly), so the listener holds the Request: a request nobody else keeps could otherwise
