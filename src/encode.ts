@@ -98,7 +98,7 @@ export function serializerOf(where: string, options: EncodeOptions | undefined):
 /** `encodeEvent` with a checked serializer, for the modules that encode many events; `where` names the API in errors. */
 export function encodeWith(input: EventInput, serialize: Serialize, where: string): string {
   // The most common event, a string with no line break, costs one concatenation.
-  if (typeof input === "string") return `${lines("data: ", input)}\n`;
+  if (typeof input === "string") return `data: ${joinLines(input, "data: ")}\n\n`;
   if (!isPlainObject(input)) {
     fail(where, `input must be a string or a plain object, got ${shown(input)}`);
   }
@@ -134,10 +134,8 @@ export function encodeWith(input: EventInput, serialize: Serialize, where: strin
     }
   }
 
-  let text = "";
-  if (comment !== undefined) {
-    if (typeof comment !== "string") fail(where, `input.comment must be a string, got ${shown(comment)}`);
-    text += lines(":", comment);
+  if (comment !== undefined && typeof comment !== "string") {
+    fail(where, `input.comment must be a string, got ${shown(comment)}`);
   }
   if (event !== undefined) {
     if (typeof event !== "string") fail(where, `input.event must be a string, got ${shown(event)}`);
@@ -145,38 +143,45 @@ export function encodeWith(input: EventInput, serialize: Serialize, where: strin
     if (hasBreak(event, false)) {
       fail(where, `input.event must not contain CR or LF, got ${shown(event)}`);
     }
-    text += `event: ${event}\n`;
   }
   if (id !== undefined) {
     if (typeof id === "number") {
       if (!Number.isFinite(id)) fail(where, `input.id must be a string or a finite number, got ${shown(id)}`);
-      text += `id: ${id}\n`;
-    } else if (typeof id === "string") {
-      // Clients ignore an id field that holds a NUL, so the caller's id would silently not take effect.
-      if (hasBreak(id, true)) {
-        fail(where, `input.id must not contain CR, LF or NUL, got ${shown(id)}`);
-      }
-      text += `id: ${id}\n`;
-    } else {
+    } else if (typeof id !== "string") {
       fail(where, `input.id must be a string or a finite number, got ${shown(id)}`);
+    } else if (hasBreak(id, true)) {
+      // Clients ignore an id field that holds a NUL, so the caller's id would silently not take effect.
+      fail(where, `input.id must not contain CR, LF or NUL, got ${shown(id)}`);
     }
   }
-  if (retry !== undefined) {
-    if (!isRetry(retry)) fail(where, `input.retry must be a non-negative safe integer, got ${shown(retry)}`);
-    text += `retry: ${retry}\n`;
+  if (retry !== undefined && !isRetry(retry)) {
+    fail(where, `input.retry must be a non-negative safe integer, got ${shown(retry)}`);
   }
+  // The data lines after the first "data: ", or undefined when no data line is sent.
+  let body: string | undefined;
   if (data !== undefined) {
     const serialized = typeof data === "string" ? data : serializeData(data, serialize, where);
     if (typeof serialized !== "string") {
       fail(where, `input.data must serialize to a string, got ${shown(serialized)}`);
     }
     // JSON.stringify escapes every control character, so its text has no line break to split on.
-    text +=
-      serialize === JSON.stringify && typeof data !== "string" ? `data: ${serialized}\n` : lines("data: ", serialized);
+    body = serialize === JSON.stringify && typeof data !== "string" ? serialized : joinLines(serialized, "data: ");
   } else if (event !== undefined) {
     // A client drops an event whose data buffer is empty, so a named event with no data needs one empty line.
-    text += "data: \n";
+    body = "";
   }
+
+  // The common shapes are made by one template each. Bun encodes a string made in one step about a third faster
+  // than the same text built up with `+=` (measured on Bun 1.4: 115 against 154 ns per small event, encoded).
+  if (comment === undefined && retry === undefined && body !== undefined) {
+    if (event === undefined) return id === undefined ? `data: ${body}\n\n` : `id: ${id}\ndata: ${body}\n\n`;
+    return id === undefined ? `event: ${event}\ndata: ${body}\n\n` : `event: ${event}\nid: ${id}\ndata: ${body}\n\n`;
+  }
+  let text = comment === undefined ? "" : `:${joinLines(comment, ":")}\n`;
+  if (event !== undefined) text += `event: ${event}\n`;
+  if (id !== undefined) text += `id: ${id}\n`;
+  if (retry !== undefined) text += `retry: ${retry}\n`;
+  if (body !== undefined) text += `data: ${body}\n`;
   return `${text}\n`;
 }
 
@@ -234,17 +239,17 @@ function hintOf(field: string): string {
 }
 
 /**
- * `value` as one `prefix` line per line, each ending with LF. CRLF, CR and LF all end a line, as clients read
- * them.
+ * `value` with `prefix` after each line break, every CRLF and CR made LF, as clients read them: put after a first
+ * `prefix` and followed by LF, each line of `value` becomes one field line.
  */
-function lines(prefix: string, value: string): string {
+function joinLines(value: string, prefix: string): string {
   // includes() scans natively: a string with no line break needs no regex, no array and no loop.
   if (!value.includes("\r")) {
-    if (!value.includes("\n")) return `${prefix}${value}\n`;
+    if (!value.includes("\n")) return value;
   } else {
     // CRLF must come first in the alternation, or "a\r\nb" reaches the client as "a\n\nb".
     value = value.replace(/\r\n?/g, "\n");
   }
   // One native replaceAll makes a flat string; joining line by line would build a rope of slices.
-  return `${prefix}${value.replaceAll("\n", `\n${prefix}`)}\n`;
+  return value.replaceAll("\n", `\n${prefix}`);
 }

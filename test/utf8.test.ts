@@ -20,11 +20,17 @@ describe("utf8", () => {
     expect(new TextDecoder().decode(bytes)).toBe(text);
   });
 
-  test("gives every chunk a buffer of its own, so a later text never overwrites an earlier one", () => {
+  test("never writes over a chunk it has handed out, across many slabs", () => {
+    const texts = Array.from({ length: 5_000 }, (_, n) => `id: ${n}\ndata: ${"é".repeat(n % 50)}\n\n`);
+    const chunks = texts.map(utf8);
+    const decoder = new TextDecoder();
+    expect(chunks.map((chunk) => decoder.decode(chunk))).toEqual(texts);
+  });
+
+  test("starts a new slab when a consumer has transferred the buffer of an earlier chunk", () => {
     const first = utf8("data: first\n\n");
-    const second = utf8("data: other\n\n");
-    expect(first.buffer).not.toBe(second.buffer);
-    expect(first.byteLength).toBe(first.buffer.byteLength);
-    expect(new TextDecoder().decode(first)).toBe("data: first\n\n");
+    structuredClone(first.buffer, { transfer: [first.buffer] });
+    expect(first.byteLength).toBe(0);
+    expect(new TextDecoder().decode(utf8("data: second\n\n"))).toBe("data: second\n\n");
   });
 });
