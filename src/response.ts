@@ -163,26 +163,38 @@ export function firstChunk(retry: number | undefined): Uint8Array {
 // warns once per process when a handler reads it. There the body's cancel is what tells of a client leaving.
 const requestSignalEndsStreams = !("Deno" in globalThis);
 
+// undici's Request.signal follows the signal the Request was made with only while the Request is alive (it holds
+// its controller weakly), so a listener must hold the Request: one nobody else keeps could otherwise be collected,
+// and its abort would never reach the stream. Bun's Request.signal is the very signal it was made with, and
+// Bun.serve's still aborts once its Request is collected (checked on Bun 1.4): holding the Request there would
+// only keep its headers alive (about 440 bytes per idle connection, measured over sockets).
+const listenersHoldRequests = !("Bun" in globalThis);
+
+/** The signals whose first abort ends a stream: the caller's, and the request's where it is read. */
+function signalsOf(options: StreamOptions): AbortSignal[] {
+  const signals: AbortSignal[] = [];
+  if (options.signal !== undefined) signals.push(options.signal);
+  if (options.request !== undefined && requestSignalEndsStreams) signals.push(options.request.signal);
+  return signals;
+}
+
 /**
  * Calls `onEnd` once, the first time the request or the caller's signal aborts; returns the function that
  * stops listening. An already-aborted signal calls `onEnd` at once.
  */
 export function onAbort(options: StreamOptions, onEnd: (reason: unknown) => void): () => void {
-  const { request } = options;
-  // Most streams have no signal to watch: they pay for no array and no listener.
-  if (options.signal === undefined && (request === undefined || !requestSignalEndsStreams)) return noop;
-  const signals = [options.signal, requestSignalEndsStreams ? request?.signal : undefined].filter(
-    (s): s is AbortSignal => s != null,
-  );
+  const signals = signalsOf(options);
+  // Most streams have no signal to watch: they pay for no listener.
+  if (signals.length === 0) return noop;
   const aborted = signals.find((s) => s.aborted);
   if (aborted) {
     onEnd(aborted.reason);
     return noop;
   }
-  // undici's Request.signal follows the signal the Request was made with only while the Request is alive (it
-  // holds its controller weakly), so the listener holds the Request: a request nobody else keeps could otherwise
-  // be collected, and its abort would never reach this stream.
-  const listener = { request, handleEvent: (event: Event): void => onEnd((event.target as AbortSignal).reason) };
+  const listener = {
+    request: listenersHoldRequests ? options.request : undefined,
+    handleEvent: (event: Event): void => onEnd((event.target as AbortSignal).reason),
+  };
   for (const signal of signals) signal.addEventListener("abort", listener, { once: true });
   return () => {
     for (const signal of signals) signal.removeEventListener("abort", listener);
@@ -211,7 +223,10 @@ class EventStreamSource {
   // Set when the source has ended by itself, so it is not stopped a second time.
   #sourceDone = false;
   #ended = false;
-  #stopListening = noop;
+  // The signals this stream listens to, as their listener itself (handleEvent).
+  #signals: AbortSignal[] | undefined;
+  /** Never read: held while the stream listens to its signal (see listenersHoldRequests). */
+  heldRequest: Request | undefined;
   #stopDeadline = noop;
   // Armed by the first pull: a response nobody reads needs no heartbeat, and must not keep a timer alive.
   #silence: SilenceTimer | undefined;
@@ -229,7 +244,22 @@ class EventStreamSource {
     this.#controller = controller;
     const options = this.#options as StreamOptions;
     controller.enqueue(firstChunk(options.retry));
-    this.#stopListening = onAbort(options, (reason) => this.#end(reason, true));
+    const signals = signalsOf(options);
+    if (signals.length === 0) return;
+    const aborted = signals.find((s) => s.aborted);
+    if (aborted) {
+      this.#end(aborted.reason, true);
+      return;
+    }
+    // The stream is the listener, rather than a listener object and two closures made for it.
+    this.#signals = signals;
+    if (listenersHoldRequests) this.heldRequest = options.request;
+    for (const signal of signals) signal.addEventListener("abort", this, { once: true });
+  }
+
+  /** The request's or the caller's signal aborted. */
+  handleEvent(event: Event): void {
+    this.#end((event.target as AbortSignal).reason, true);
   }
 
   pull(): void | Promise<void> {
@@ -262,7 +292,11 @@ class EventStreamSource {
     this.#ended = true;
     this.#silence?.stop();
     this.#stopDeadline();
-    this.#stopListening();
+    if (this.#signals !== undefined) {
+      for (const signal of this.#signals) signal.removeEventListener("abort", this);
+      this.#signals = undefined;
+      this.heldRequest = undefined;
+    }
     this.#context?.abort(reason);
     if (this.#puller !== undefined) {
       if (!this.#sourceDone) this.#stopSource(this.#puller, reason);
