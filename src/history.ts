@@ -13,7 +13,7 @@
 import { encodeWith, type Serialize } from "./encode.ts";
 import { type Puller, pullerOf } from "./source.ts";
 import type { EventHistory, EventInput } from "./types.ts";
-import { utf8 } from "./utf8.ts";
+import { ownBytes, utf8 } from "./utf8.ts";
 
 /** One emitted event as a history keeps it: its bytes, and its `id` as the client will echo it. */
 export interface Entry {
@@ -52,7 +52,9 @@ export function memoryHistory(size: number): MemoryHistory {
   }
 
   return {
-    remember(entry) {
+    remember(live) {
+      // Kept for as long as the ring lasts: in bytes of its own, not a view that would keep a whole slab alive.
+      const entry = { id: live.id, bytes: ownBytes(live.bytes) };
       if (ring.length < size) ring.push(entry);
       else ring[next] = entry;
       next = (next + 1) % size;

@@ -8,7 +8,9 @@ const encoder = new TextEncoder();
 const usesSlabs =
   !("Bun" in globalThis) &&
   (globalThis as { navigator?: { userAgent?: string } }).navigator?.userAgent !== "Cloudflare-Workers";
-const SLAB_BYTES = 64 * 1024;
+// As small as keeps the cost of a new slab out of sight (a few hundred events each), since one chunk kept alive
+// keeps its whole slab: this is also the most a stalled client's queue or a kept chunk can pin per chunk.
+const SLAB_BYTES = 16 * 1024;
 // encodeInto writes at most 3 bytes per UTF-16 code unit: a text of up to this many units always fits a slab.
 const MAX_SLAB_UNITS = SLAB_BYTES / 3;
 let slab = new Uint8Array(0);
@@ -29,4 +31,12 @@ export function utf8(text: string): Uint8Array {
   const start = used;
   used += encoder.encodeInto(text, slab.subarray(start)).written;
   return slab.subarray(start, used);
+}
+
+/**
+ * `bytes` in a buffer of their own: for chunks kept long after they were sent (a replay ring), so that a small
+ * chunk does not keep a whole slab alive.
+ */
+export function ownBytes(bytes: Uint8Array): Uint8Array {
+  return bytes.byteLength === bytes.buffer.byteLength ? bytes : bytes.slice();
 }

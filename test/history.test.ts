@@ -81,6 +81,18 @@ describe("EventChannel history: the memory ring (replay)", () => {
     expect(onHistoryLost).toHaveBeenCalledTimes(1);
   });
 
+  test("the ring keeps each event in bytes of its own, so a kept event does not keep a shared slab alive", async () => {
+    const channel = new EventChannel({ replay: 10 });
+    for (let n = 1; n <= 4; n++) channel.emit(logEvent(n));
+    const reader = readerOf(channel.response(resuming("1")));
+    const chunks: Uint8Array[] = [];
+    for (let n = 0; n < 4; n++) chunks.push((await reader.read()).value as Uint8Array);
+    const replayed = chunks.slice(1);
+    expect(replayed.map((chunk) => chunk.byteLength === chunk.buffer.byteLength)).toEqual([true, true, true]);
+    expect(new TextDecoder().decode(replayed[0])).toBe("id: 2\ndata: event 2\n\n");
+    channel.close();
+  });
+
   test("an onHistoryLost that throws or returns an invalid event is reported, and the client gets live events", async () => {
     const errors = vi.spyOn(console, "error").mockImplementation(() => {});
     const failure = new Error("no state to reload");
