@@ -41,7 +41,8 @@ export abstract class Watch implements SilenceTimer {
   }
 
   touch(): void {
-    this.lastWrite = Date.now();
+    // A stream that is not watched (no keep-alive, or not yet read) does not pay for a clock read per write.
+    if (this.silenceMs !== 0) this.lastWrite = Date.now();
   }
 
   stop(): void {

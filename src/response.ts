@@ -178,6 +178,17 @@ function signalsOf(options: StreamOptions): AbortSignal[] {
   return signals;
 }
 
+/** Adds `listener` to every signal, once; or, when one has already aborted, returns it and adds nothing. */
+function listen(signals: AbortSignal[], listener: EventListenerObject): AbortSignal | undefined {
+  const aborted = signals.find((s) => s.aborted);
+  if (aborted === undefined) for (const signal of signals) signal.addEventListener("abort", listener, { once: true });
+  return aborted;
+}
+
+function unlisten(signals: AbortSignal[], listener: EventListenerObject): void {
+  for (const signal of signals) signal.removeEventListener("abort", listener);
+}
+
 /**
  * Calls `onEnd` once, the first time the request or the caller's signal aborts; returns the function that
  * stops listening. An already-aborted signal calls `onEnd` at once.
@@ -186,19 +197,16 @@ export function onAbort(options: StreamOptions, onEnd: (reason: unknown) => void
   const signals = signalsOf(options);
   // Most streams have no signal to watch: they pay for no listener.
   if (signals.length === 0) return noop;
-  const aborted = signals.find((s) => s.aborted);
-  if (aborted) {
-    onEnd(aborted.reason);
-    return noop;
-  }
   const listener = {
     request: listenersHoldRequests ? options.request : undefined,
     handleEvent: (event: Event): void => onEnd((event.target as AbortSignal).reason),
   };
-  for (const signal of signals) signal.addEventListener("abort", listener, { once: true });
-  return () => {
-    for (const signal of signals) signal.removeEventListener("abort", listener);
-  };
+  const aborted = listen(signals, listener);
+  if (aborted !== undefined) {
+    onEnd(aborted.reason);
+    return noop;
+  }
+  return () => unlisten(signals, listener);
 }
 
 function eventStream(source: EventSourceSource, options: StreamOptions): ReadableStream<Uint8Array> {
@@ -209,7 +217,8 @@ function eventStream(source: EventSourceSource, options: StreamOptions): Readabl
  * The body of one `eventSourceResponse`: the source, its puller, and every way the stream ends. One object with
  * its methods on a shared prototype, rather than a dozen closures made per stream, and it is its own keep-alive
  * watch and its own abort listener: an idle connection holds little more than this object's fields (measured on
- * Node 20 with 10,000 idle streams: about 1 KB less per stream than closures, and 170 B less than a separate watch).
+ * Node 20 with 10,000 idle streams: about 1 KB less per stream than closures, and about 100 B less again than
+ * with a watch object of its own).
  */
 class EventStreamSource extends Watch {
   readonly #source: EventSourceSource;
@@ -246,15 +255,14 @@ class EventStreamSource extends Watch {
     controller.enqueue(firstChunk(options.retry));
     const signals = signalsOf(options);
     if (signals.length === 0) return;
-    const aborted = signals.find((s) => s.aborted);
-    if (aborted) {
+    // The stream is the listener, rather than a listener object and two closures made for it.
+    const aborted = listen(signals, this);
+    if (aborted !== undefined) {
       this.#end(aborted.reason, true);
       return;
     }
-    // The stream is the listener, rather than a listener object and two closures made for it.
     this.#signals = signals;
     if (listenersHoldRequests) this.heldRequest = options.request;
-    for (const signal of signals) signal.addEventListener("abort", this, { once: true });
   }
 
   /** The request's or the caller's signal aborted. */
@@ -295,7 +303,7 @@ class EventStreamSource extends Watch {
     this.stop();
     this.#stopDeadline();
     if (this.#signals !== undefined) {
-      for (const signal of this.#signals) signal.removeEventListener("abort", this);
+      unlisten(this.#signals, this);
       this.#signals = undefined;
       this.heldRequest = undefined;
     }
