@@ -7,6 +7,7 @@
  */
 import { encodeWith, isRetry, type Serialize, serializerOf } from "./encode.ts";
 import { fail, shown } from "./errors.ts";
+import { type Handoff, handoffs, type Sink } from "./handoff.ts";
 import { type Entry, idOf, type MemoryHistory, memoryHistory, type Resume, resume } from "./history.ts";
 import { type SilenceTimer, silenceTimer } from "./keep-alive.ts";
 import { isRequest } from "./last-event-id.ts";
@@ -61,7 +62,10 @@ function enqueueWeighing(controller: ReadableStreamDefaultController<Uint8Array>
 
 /** One open subscriber stream. */
 interface Subscriber {
-  controller: ReadableStreamDefaultController<Uint8Array>;
+  /** Its stream's controller, or, once `sendResponse` has handed it off, a sink writing to the response. */
+  controller: ReadableStreamDefaultController<Uint8Array> | Sink;
+  /** Its channel, as `sendResponse` sees it. */
+  handoff: Handoff;
   keepAliveMs: number;
   /** Set at the first pull: the body has been read. */
   reading: boolean;
@@ -140,6 +144,8 @@ export class EventChannel<Events extends Record<string, unknown> = Record<string
   readonly #subscribers = new Set<Subscriber>();
   readonly #keepAlive = new Map<number, KeepAliveGroup>();
   #closed = false;
+  // One per channel, shared by its subscribers: what `sendResponse` may do with them.
+  readonly #handoff: Handoff;
 
   constructor(options?: EventChannelOptions<Events>) {
     const where = "EventChannel";
@@ -176,6 +182,13 @@ export class EventChannel<Events extends Record<string, unknown> = Record<string
     this.#history = history;
     this.#onHistoryLost = onHistoryLost;
     this.#maxBufferedBytes = maxBufferedBytes;
+    this.#handoff = {
+      cap: maxBufferedBytes,
+      take: (subscriber, sink) => this.#take(subscriber as Subscriber, sink),
+      drained: (subscriber) => {
+        (subscriber as Subscriber).overSince = undefined;
+      },
+    };
   }
 
   /** The number of open subscriber streams. */
@@ -325,7 +338,7 @@ export class EventChannel<Events extends Record<string, unknown> = Record<string
   #subscribe(options: StreamOptions): ReadableStream<Uint8Array> {
     const max = this.#maxBufferedBytes;
     let subscriber: Subscriber | undefined;
-    return new ReadableStream<Uint8Array>(
+    const stream = new ReadableStream<Uint8Array>(
       {
         start: (controller) => {
           // The first chunk weighs as much as the whole cap, so the stream asks for more (calls pull) only once
@@ -340,6 +353,7 @@ export class EventChannel<Events extends Record<string, unknown> = Record<string
           if (abortedAlready) return controller.close();
           const joining: Subscriber = {
             controller,
+            handoff: this.#handoff,
             keepAliveMs: options.keepAliveMs,
             reading: false,
             overSince: undefined,
@@ -373,6 +387,20 @@ export class EventChannel<Events extends Record<string, unknown> = Record<string
       // A byte-counting queue: desiredSize is maxBufferedBytes minus the bytes this client has not read yet.
       { highWaterMark: max, size: weigh },
     );
+    if (subscriber !== undefined) handoffs.set(stream, subscriber);
+    return stream;
+  }
+
+  /**
+   * Moves a subscriber from its stream to `sink`, once the stream holds nothing more (every byte queued so far has
+   * been read, so none can come after the sink's) and no replay is under way. Synchronous: no emit falls between
+   * the check and the move.
+   */
+  #take(subscriber: Subscriber, sink: Sink): boolean {
+    if (!this.#subscribers.has(subscriber) || subscriber.resume !== undefined || !subscriber.reading) return false;
+    if (subscriber.controller.desiredSize !== this.#maxBufferedBytes) return false;
+    subscriber.controller = sink;
+    return true;
   }
 
   /** Writes what a client resuming after `id` missed, now from memory, or as a shared log answers. */
@@ -393,13 +421,12 @@ export class EventChannel<Events extends Record<string, unknown> = Record<string
       }
       return;
     }
-    const { controller } = subscriber;
     subscriber.resume = resume(history, id, this.#serialize, {
       replayed: (bytes) => {
         if (this.#subscribers.has(subscriber)) replayed(bytes);
       },
       live: (bytes) => {
-        if (this.#subscribers.has(subscriber)) controller.enqueue(bytes);
+        if (this.#subscribers.has(subscriber)) subscriber.controller.enqueue(bytes);
       },
       lost: () => this.#lost(id),
       done: () => {

@@ -12,6 +12,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { constants, type Http2ServerRequest, type Http2ServerResponse } from "node:http2";
 import type { Readable } from "node:stream";
 import { fail, shown } from "./errors.ts";
+import { handoffs, type Sink } from "./handoff.ts";
 
 /** A request of `node:http` or `node:https` (and so of Express, Fastify and Koa), or of `node:http2`. */
 export type NodeRequest = IncomingMessage | Http2ServerRequest;
@@ -86,6 +87,10 @@ export function toRequest(req: NodeRequest, res: NodeResponse): Request {
  * headers only, and the body is cancelled. A body that errors is reported with `console.error` and ends the
  * response as a failure the client can see: on HTTP/1 the connection is destroyed, on HTTP/2 the stream is
  * reset with `INTERNAL_ERROR`, and the connection's other streams go on. The promise never rejects.
+ *
+ * The body of an `EventChannel` subscriber, on HTTP/1, is handed off once it holds nothing more: its channel
+ * then writes each event to `res` itself (one write per client instead of a read, a pull and their promises),
+ * and its unread bytes, capped by `maxBufferedBytes`, are those Node holds for `res`.
  *
  * Throws a `TypeError` when `response` is not a `Response`.
  *
@@ -192,12 +197,20 @@ async function send(res: NodeResponse, response: Response): Promise<void> {
     cleanedUp = reader.cancel().catch(() => {});
   };
   emitter(res).once("close", onClose);
+  // A channel subscriber on HTTP/1 is handed off as soon as its stream holds nothing: the channel then writes to
+  // the response itself, and this waits for the end (the channel's, or the client's, which cancels the body).
+  const subscriber = isHttp2(res) || !handsOff ? undefined : handoffs.get(body);
+  const sink = subscriber && new ResponseSink(res as ServerResponse, subscriber.handoff.cap);
   try {
     for (;;) {
       const { done, value } = await reader.read();
       if (done || isGone(res)) break;
       // Both kinds take bytes, but their typings share no `write` overload.
       if (!(res as { write(chunk: Uint8Array): boolean }).write(value)) await drained(res);
+      if (subscriber !== undefined && sink !== undefined && subscriber.handoff.take(subscriber, sink)) {
+        await handedOff(res, () => subscriber.handoff.drained(subscriber));
+        break;
+      }
     }
   } catch (error) {
     // The body errored (a source's onError threw), or held something that is not bytes: a clean end would tell
@@ -234,6 +247,37 @@ function writeHead(res: NodeResponse, response: Response): void {
   else res.writeHead(response.status, response.statusText);
   // HTTP/1 holds the headers until the first write; a stream's first event may be a long way off.
   res.flushHeaders();
+}
+
+// Node's own ServerResponse only: Bun's and Deno's node:http count writableLength in their own ways, and the
+// channel's keep-alive and maxBufferedBytes read it.
+const handsOff = !("Bun" in globalThis) && !("Deno" in globalThis);
+
+/** A channel subscriber's bytes written to an HTTP/1 response: its unread bytes are those Node still holds. */
+class ResponseSink implements Sink {
+  readonly #res: ServerResponse;
+  readonly #cap: number;
+  constructor(res: ServerResponse, cap: number) {
+    this.#res = res;
+    this.#cap = cap;
+  }
+  enqueue(chunk: Uint8Array): void {
+    // The client may have gone a moment before its close event ends the subscription.
+    if (!this.#res.destroyed) this.#res.write(chunk);
+  }
+  close(): void {
+    this.#res.end();
+  }
+  get desiredSize(): number {
+    return this.#cap - this.#res.writableLength;
+  }
+}
+
+/** Waits for the end of a subscriber that its channel now writes to `res`, telling it each time the socket drains. */
+async function handedOff(res: NodeResponse, onDrain: () => void): Promise<void> {
+  emitter(res).on("drain", onDrain);
+  await firstOf(res, ["finish", "close"]);
+  emitter(res).off("drain", onDrain);
 }
 
 /** Ends the response and waits until it has gone out, or the client has gone. */

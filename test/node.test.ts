@@ -26,7 +26,7 @@ import {
 import { createServer as createHttpsServer, request as httpsRequest } from "node:https";
 import { type AddressInfo, connect } from "node:net";
 import { Readable } from "node:stream";
-import { eventSourceResponse, lastEventId } from "eventsource-server";
+import { EventChannel, eventSourceResponse, lastEventId } from "eventsource-server";
 import {
   type FetchHandler,
   type NodeRequest,
@@ -576,6 +576,94 @@ describe("toNodeHandler", () => {
     expect(() => toNodeHandler("handler" as unknown as FetchHandler)).toThrowError(
       new TypeError('toNodeHandler: handler must be a function, got "handler"'),
     );
+  });
+});
+
+/** Waits, polling every 10 ms, until `check` holds; fails with `what` after 10 s. */
+async function until(check: () => boolean, what: string): Promise<void> {
+  await within(
+    (async () => {
+      while (!check()) await new Promise((resolve) => setTimeout(resolve, 10));
+    })(),
+    10_000,
+    what,
+  );
+}
+
+describe("an EventChannel through toNodeHandler: handed off to the response once its stream is drained", () => {
+  test("every client gets every event once and in order, with no body read per event, and leaves when it goes", async () => {
+    const channel = new EventChannel();
+    const origin = await serve(toNodeHandler((request) => channel.response(request)));
+    const reads = vi.spyOn(ReadableStreamDefaultReader.prototype, "read");
+    const clients = [get(origin), get(origin), get(origin)];
+    const responses = await Promise.all(clients.map((client) => client.response));
+    await until(() => channel.subscribers === 3, "three subscribers");
+    const bodies = responses.map((res) => readUntil(res, (text) => text.includes("data: 200\n\n"), "event 200"));
+    for (let n = 1; n <= 200; n++) {
+      channel.emit({ id: n, data: String(n) });
+      if (n % 50 === 0) await settle();
+    }
+    const want = Array.from({ length: 200 }, (_, i) => ({ id: String(i + 1), data: String(i + 1) }));
+    for (const body of await Promise.all(bodies)) expect(parseWire(body).events).toEqual(want);
+    // The first chunk and at most a few events go through the stream; the rest are written by the channel.
+    expect(reads.mock.calls.length).toBeLessThan(30);
+    reads.mockRestore();
+    clients[0]?.req.destroy();
+    await until(() => channel.subscribers === 2, "the subscriber of the client that left to go");
+    channel.close();
+  });
+
+  test("an idle client that has been handed off gets heartbeats", async () => {
+    const channel = new EventChannel();
+    const origin = await serve(toNodeHandler((request) => channel.response(request, { keepAlive: 50 })));
+    const res = await get(origin).response;
+    const text = await readUntil(res, (body) => body.split(":\n\n").length > 3, "two heartbeats");
+    expect(text.startsWith(":\n\n:\n\n:\n\n")).toBe(true);
+    channel.close();
+  });
+
+  test("close(last) writes the farewell to a handed-off client, then ends its response", async () => {
+    const channel = new EventChannel();
+    const origin = await serve(toNodeHandler((request) => channel.response(request)));
+    const res = await get(origin).response;
+    const head = readUntil(res, (body) => body.includes("data: one"), "the first event");
+    await until(() => channel.subscribers === 1, "the subscriber");
+    channel.emit("one");
+    await head;
+    const rest: string[] = [];
+    res.on("data", (chunk: string) => rest.push(chunk));
+    const ended = new Promise<void>((resolve) => res.once("end", resolve));
+    channel.close({ comment: "bye", retry: 500 });
+    await within(ended, 10_000, "the end of the response");
+    expect(rest.join("")).toBe(":bye\nretry: 500\n\n");
+    expect(channel.subscribers).toBe(0);
+  });
+
+  test("a client that stops reading is closed after a second above maxBufferedBytes; one that reads gets all", async () => {
+    const channel = new EventChannel({ maxBufferedBytes: 64 * 1024 });
+    const origin = await serve(toNodeHandler((request) => channel.response(request)));
+    const reader = await get(origin).response;
+    // A client that sends its request and never reads a byte.
+    const stalled = connect(Number(new URL(origin).port), "127.0.0.1");
+    stalled.pause();
+    opened.push({ close: async () => void stalled.destroy() });
+    stalled.write("GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+    await until(() => channel.subscribers === 2, "both subscribers");
+    let received = 0;
+    reader.on("data", (chunk: Buffer) => {
+      received += chunk.byteLength;
+    });
+    const kilobyte = "x".repeat(1024);
+    let sent = 0;
+    // Bounded: 64 MB at most, far more than the kernel's buffers and the cap can hold.
+    for (let n = 1; n <= 65_536 && channel.subscribers === 2; n++) {
+      channel.emit(kilobyte);
+      sent += kilobyte.length + 8;
+      if (n % 256 === 0) await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    expect(channel.subscribers).toBe(1);
+    await until(() => received >= sent, "every byte sent to the client that reads");
+    channel.close();
   });
 });
 
