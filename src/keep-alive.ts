@@ -10,8 +10,8 @@ type Handle = ReturnType<typeof setTimeout>;
 /**
  * A stream watched for silence: when it last wrote, and when its silence is next checked. A stream that extends
  * it is its own entry in the schedule, with `onSilence` a method: an idle stream then holds no object and no
- * closures for its keep-alive (measured on Node 20: about 170 bytes less per idle stream than a watch object
- * with an `onSilence` closure). `silenceTimer` wraps a callback in one.
+ * closures for its keep-alive (measured on Node 20 with 10,000 idle streams: about 80 bytes of heap less per
+ * stream than a watch object with an `onSilence` closure). `silenceTimer` wraps a callback in one.
  */
 export abstract class Watch implements SilenceTimer {
   silenceMs = 0;
