@@ -590,6 +590,23 @@ async function until(check: () => boolean, what: string): Promise<void> {
   );
 }
 
+describe("toNodeHandler, memory", () => {
+  test("an open stream does not keep its Response alive: only the body is needed to send it", async () => {
+    const responses: WeakRef<Response>[] = [];
+    const origin = await serve(
+      toNodeHandler((request) => {
+        const response = eventSourceResponse(new ReadableStream(), { request });
+        responses.push(new WeakRef(response));
+        return response;
+      }),
+    );
+    const clients = await Promise.all(Array.from({ length: 20 }, () => get(origin).response));
+    await collectGarbage();
+    expect(responses.filter((ref) => ref.deref() !== undefined)).toHaveLength(0);
+    for (const res of clients) res.destroy();
+  });
+});
+
 describe("an EventChannel through toNodeHandler: handed off to the response once its stream is drained", () => {
   test("every client gets every event once and in order, with no body read per event, and leaves when it goes", async () => {
     const channel = new EventChannel();
