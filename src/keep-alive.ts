@@ -1,3 +1,5 @@
+import { isWorkerd } from "./runtime.ts";
+
 /** Watches a stream for silence: `touch()` on every write, `stop()` when the stream ends. */
 export interface SilenceTimer {
   touch(): void;
@@ -79,8 +81,7 @@ interface Schedule {
 // workerd ties a timer, like a stream, to the request that made it: a timer shared by the streams of many
 // requests would write into other requests' streams (an error there) and die with the first request. So there,
 // each stream keeps a timer of its own.
-const sharesTimers =
-  (globalThis as { navigator?: { userAgent?: string } }).navigator?.userAgent !== "Cloudflare-Workers";
+const sharesTimers = !isWorkerd;
 
 // Keyed by the setTimeout in force when a stream starts, so that a test's fake timers get a schedule of their
 // own and never share one with streams started under real timers.

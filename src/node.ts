@@ -13,6 +13,7 @@ import { constants, type Http2ServerRequest, type Http2ServerResponse } from "no
 import type { Readable } from "node:stream";
 import { fail, shown } from "./errors.ts";
 import { handoffs, type Sink } from "./handoff.ts";
+import { isBun, isDeno } from "./runtime.ts";
 
 /** A request of `node:http` or `node:https` (and so of Express, Fastify and Koa), or of `node:http2`. */
 export type NodeRequest = IncomingMessage | Http2ServerRequest;
@@ -214,7 +215,7 @@ async function pump(res: NodeResponse, body: ReadableStream<Uint8Array>): Promis
   emitter(res).once("close", onClose);
   // A channel subscriber on HTTP/1 is handed off as soon as its stream holds nothing: the channel then writes to
   // the response itself, and this waits for the end (the channel's, or the client's, which cancels the body).
-  const subscriber = isHttp2(res) || !handsOff ? undefined : handoffs.get(body);
+  const subscriber = canHandOff(res) ? handoffs.get(body) : undefined;
   const sink = subscriber && new ResponseSink(res as ServerResponse, subscriber.handoff.cap);
   try {
     for (;;) {
@@ -223,7 +224,7 @@ async function pump(res: NodeResponse, body: ReadableStream<Uint8Array>): Promis
       // Both kinds take bytes, but their typings share no `write` overload.
       if (!(res as { write(chunk: Uint8Array): boolean }).write(value)) await drained(res);
       if (subscriber !== undefined && sink !== undefined && subscriber.handoff.take(subscriber, sink)) {
-        await handedOff(res, () => subscriber.handoff.drained(subscriber));
+        await whileHandedOff(res, () => subscriber.handoff.drained(subscriber));
         break;
       }
     }
@@ -264,9 +265,13 @@ function writeHead(res: NodeResponse, response: Response): void {
   res.flushHeaders();
 }
 
-// Node's own ServerResponse only: Bun's and Deno's node:http count writableLength in their own ways, and the
-// channel's keep-alive and maxBufferedBytes read it.
-const handsOff = !("Bun" in globalThis) && !("Deno" in globalThis);
+/**
+ * Whether a channel subscriber may be handed off to `res`: Node's own HTTP/1 responses only. Bun's and Deno's
+ * `node:http` count `writableLength` in their own ways, and the channel's keep-alive and `maxBufferedBytes` read it.
+ */
+function canHandOff(res: NodeResponse): res is ServerResponse {
+  return !isHttp2(res) && !isBun && !isDeno;
+}
 
 /** A channel subscriber's bytes written to an HTTP/1 response: its unread bytes are those Node still holds. */
 class ResponseSink implements Sink {
@@ -289,7 +294,7 @@ class ResponseSink implements Sink {
 }
 
 /** Waits for the end of a subscriber that its channel now writes to `res`, telling it each time the socket drains. */
-async function handedOff(res: NodeResponse, onDrain: () => void): Promise<void> {
+async function whileHandedOff(res: NodeResponse, onDrain: () => void): Promise<void> {
   emitter(res).on("drain", onDrain);
   await firstOf(res, ["finish", "close"]);
   emitter(res).off("drain", onDrain);

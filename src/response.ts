@@ -2,6 +2,7 @@ import { encodeWith, isRetry, type Serialize, serializerOf } from "./encode.ts";
 import { fail, shown } from "./errors.ts";
 import { deadline, Watch } from "./keep-alive.ts";
 import { isRequest, lastEventId } from "./last-event-id.ts";
+import { isBun, isDeno } from "./runtime.ts";
 import { badSource, isSource, type Puller, pullerOf } from "./source.ts";
 import type { EventInput, EventSourceResponseInit, EventSourceSource, EventStreamLike, KnownKeys } from "./types.ts";
 import { utf8 } from "./utf8.ts";
@@ -161,14 +162,14 @@ export function firstChunk(retry: number | undefined): Uint8Array {
 
 // Deno's request.signal also aborts after a response has finished normally (its legacy behaviour), and Deno
 // warns once per process when a handler reads it. There the body's cancel is what tells of a client leaving.
-const requestSignalEndsStreams = !("Deno" in globalThis);
+const requestSignalEndsStreams = !isDeno;
 
 // undici's Request.signal follows the signal the Request was made with only while the Request is alive (it holds
 // its controller weakly), so a listener must hold the Request: one nobody else keeps could otherwise be collected,
 // and its abort would never reach the stream. Bun's Request.signal is the very signal it was made with, and
 // Bun.serve's still aborts once its Request is collected (checked on Bun 1.4): holding the Request there would
 // only keep its headers alive (about 440 bytes per idle connection, measured over sockets).
-const listenersHoldRequests = !("Bun" in globalThis);
+const listenersHoldRequests = !isBun;
 
 /** The signals whose first abort ends a stream: the caller's, and the request's where it is read. */
 function signalsOf(options: StreamOptions): AbortSignal[] {

@@ -1,3 +1,5 @@
+import { isBun, isWorkerd } from "./runtime.ts";
+
 const encoder = new TextEncoder();
 
 // A fresh ArrayBuffer is dear where V8 backs it outside the heap: under Node about 1 µs for an event-sized text
@@ -5,9 +7,7 @@ const encoder = new TextEncoder();
 // Deno 2.9). There, bytes are written into a shared slab and handed out as views of it. Bun's own encode() is
 // faster than any copy (about 30 ns), and workerd keeps fresh buffers: it gains little and is the runtime least
 // seen here.
-const usesSlabs =
-  !("Bun" in globalThis) &&
-  (globalThis as { navigator?: { userAgent?: string } }).navigator?.userAgent !== "Cloudflare-Workers";
+const usesSlabs = !isBun && !isWorkerd;
 // As small as keeps the cost of a new slab out of sight (a few hundred events each), since one chunk kept alive
 // keeps its whole slab: this is also the most a stalled client's queue or a kept chunk can pin per chunk.
 const SLAB_BYTES = 16 * 1024;
