@@ -1,88 +1,23 @@
 /**
- * The push side: `emit` from anywhere, and every connected client receives the event. Each event is checked
- * and encoded once, and the same bytes are queued for every subscriber, so the cost of an emit is one encode
- * plus one queue push per client.
+ * `EventChannel`: `emit` from anywhere, and every subscriber receives the event. Each event is checked and encoded
+ * once, and the same bytes are written to every subscriber; what a resuming client is owed is `history.ts`'s
+ * business, and each stream's life is `stream.ts`'s.
  *
  * @module
  */
-import { encodeWith, isRetry, type Serialize, serializerOf } from "./encode.ts";
+import { Utf8Pool } from "./bytes.ts";
+import { encodeWith } from "./encode.ts";
 import { fail, shown } from "./errors.ts";
-import { type Handoff, handoffs, type Sink } from "./handoff.ts";
-import { type Entry, idOf, type MemoryHistory, memoryHistory, type Resume, resume } from "./history.ts";
-import { type SilenceTimer, silenceTimer } from "./keep-alive.ts";
+import { offerHandOff } from "./handoff.ts";
+import { type Entry, type MemoryHistory, memoryHistory, Resume, resumableId, writeEntry } from "./history.ts";
 import { isRequest } from "./last-event-id.ts";
-import {
-  COMMENT,
-  eventStreamResponse,
-  firstChunk,
-  maxDurationTimer,
-  noop,
-  onAbort,
-  requestedId,
-  type StreamOptions,
-  streamOptions,
-} from "./response.ts";
-import type { EventChannelOptions, EventHistory, EventInput, EventSourceResponseInit } from "./types.ts";
-import { utf8 } from "./utf8.ts";
-
-const DEFAULT_MAX_BUFFERED_BYTES = 1024 * 1024;
+import { type ChannelOptions, channelOptions, streamOptions } from "./options.ts";
+import { eventStreamResponse, requestedId } from "./response.ts";
+import { type EndReason, EventStream, type Producer } from "./stream.ts";
+import type { EventChannelOptions, EventInput, EventSourceResponseInit } from "./types.ts";
 
 /** How long a subscriber's backlog may stay above `maxBufferedBytes` before it is closed. */
 const OVER_CAP_MS = 1_000;
-
-/** Options people reach for here that belong to each response, and where to put them instead. */
-const PER_RESPONSE = new Set([
-  "keepAlive",
-  "retry",
-  "headers",
-  "status",
-  "signal",
-  "request",
-  "onError",
-  "maxDuration",
-]);
-
-// Encoded once: every heartbeat of every subscriber is the same bytes.
-const HEARTBEAT = utf8(COMMENT);
-
-// What the next enqueue weighs in a subscriber's byte-counting queue, when not its length. Set only around one
-// synchronous enqueue, so one variable serves every subscriber, and their queues share one size function.
-let weightOfNext: number | undefined;
-const weigh = (chunk: Uint8Array): number => weightOfNext ?? chunk.byteLength;
-
-/** Enqueues a chunk that weighs `weight` bytes against `maxBufferedBytes`, whatever its length. */
-function enqueueWeighing(controller: ReadableStreamDefaultController<Uint8Array>, bytes: Uint8Array, weight: number) {
-  weightOfNext = weight;
-  try {
-    controller.enqueue(bytes);
-  } finally {
-    weightOfNext = undefined;
-  }
-}
-
-/** One open subscriber stream. */
-interface Subscriber {
-  /** Its stream's controller, or, once `sendResponse` has handed it off, a sink writing to the response. */
-  controller: ReadableStreamDefaultController<Uint8Array> | Sink;
-  /** Its channel, as `sendResponse` sees it. */
-  handoff: Handoff;
-  keepAliveMs: number;
-  /** Set at the first pull: the body has been read. */
-  reading: boolean;
-  /** When its backlog went above the cap, if it has stayed there since; `undefined` while it is not above. */
-  overSince: number | undefined;
-  /** While it resumes from a shared log: the seam that holds and de-duplicates its live events. */
-  resume: Resume | undefined;
-  stopListening: () => void;
-  /** Disarms its `maxDuration`, armed at the first read. */
-  stopDeadline: () => void;
-}
-
-/** Subscribers sharing one keep-alive value share one timer: 10,000 clients cost one timer, not 10,000. */
-interface KeepAliveGroup {
-  timer: SilenceTimer;
-  members: Set<Subscriber>;
-}
 
 /**
  * A broadcast channel of events: `emit` an event once, and every client connected through `response()`
@@ -136,59 +71,16 @@ interface KeepAliveGroup {
  * ```
  */
 export class EventChannel<Events extends Record<string, unknown> = Record<string, unknown>> {
-  readonly #serialize: Serialize;
-  readonly #maxBufferedBytes: number;
+  readonly #options: ChannelOptions;
+  // The channel's own memory: its events' bytes are shared by its subscribers, and by no one else.
+  readonly #pool = new Utf8Pool();
   readonly #memory: MemoryHistory | undefined;
-  readonly #history: EventHistory | undefined;
-  readonly #onHistoryLost: ((lastEventId: string) => EventInput | void) | undefined;
   readonly #subscribers = new Set<Subscriber>();
-  readonly #keepAlive = new Map<number, KeepAliveGroup>();
   #closed = false;
-  // One per channel, shared by its subscribers: what `sendResponse` may do with them.
-  readonly #handoff: Handoff;
 
   constructor(options?: EventChannelOptions<Events>) {
-    const where = "EventChannel";
-    this.#serialize = serializerOf(where, options);
-    const {
-      replay = 0,
-      history,
-      onHistoryLost,
-      maxBufferedBytes = DEFAULT_MAX_BUFFERED_BYTES,
-      ...rest
-    } = options ?? {};
-    if (!isRetry(replay)) fail(where, `options.replay must be a non-negative safe integer, got ${shown(replay)}`);
-    if (history !== undefined && typeof (history as EventHistory | null)?.after !== "function") {
-      fail(
-        where,
-        `options.history must be an object with an after(lastEventId, { signal }) method, got ${shown(history)}`,
-      );
-    }
-    if (history !== undefined && replay > 0) {
-      fail(where, "options.replay and options.history cannot both be set; a channel has one history");
-    }
-    if (onHistoryLost !== undefined && typeof onHistoryLost !== "function") {
-      fail(where, `options.onHistoryLost must be a function, got ${shown(onHistoryLost)}`);
-    }
-    if (!(isRetry(maxBufferedBytes) && maxBufferedBytes > 0)) {
-      fail(where, `options.maxBufferedBytes must be a positive safe integer, got ${shown(maxBufferedBytes)}`);
-    }
-    for (const key of Object.keys(rest)) {
-      if (key === "serialize") continue;
-      const hint = PER_RESPONSE.has(key) ? `; pass ${key} to channel.response(request, init)` : "";
-      fail(where, `unknown option ${shown(key)}${hint}`);
-    }
-    this.#memory = replay > 0 ? memoryHistory(replay) : undefined;
-    this.#history = history;
-    this.#onHistoryLost = onHistoryLost;
-    this.#maxBufferedBytes = maxBufferedBytes;
-    this.#handoff = {
-      cap: maxBufferedBytes,
-      take: (subscriber, sink) => this.#take(subscriber as Subscriber, sink),
-      drained: (subscriber) => {
-        (subscriber as Subscriber).overSince = undefined;
-      },
-    };
+    this.#options = channelOptions("EventChannel", options as EventChannelOptions | undefined);
+    this.#memory = this.#options.replay > 0 ? memoryHistory(this.#options.replay) : undefined;
   }
 
   /** The number of open subscriber streams. */
@@ -220,22 +112,12 @@ export class EventChannel<Events extends Record<string, unknown> = Record<string
    */
   emit(input: EventInput<Events>): void {
     if (this.#closed) fail("EventChannel.emit", "the channel is closed; make a new EventChannel");
-    const bytes = utf8(encodeWith(input, this.#serialize, "EventChannel.emit"));
-    const entry: Entry = { id: idOf(input), bytes };
+    const entry = this.#entry("EventChannel.emit", input);
     this.#memory?.remember(entry);
-    let now = 0;
+    if (this.#subscribers.size === 0) return;
+    const now = Date.now();
     // Deleting from a Set while iterating it is safe: an evicted subscriber is simply not visited again.
-    for (const subscriber of this.#subscribers) {
-      const { controller, resume } = subscriber;
-      if (resume === undefined || resume.pass(entry)) controller.enqueue(bytes);
-      if ((controller.desiredSize ?? 0) < 0 || resume !== undefined) {
-        if (this.#isOverCap(subscriber)) {
-          if (now === 0) now = Date.now();
-          this.#overCap(subscriber, now);
-        }
-      }
-    }
-    for (const group of this.#keepAlive.values()) group.timer.touch();
+    for (const subscriber of this.#subscribers) subscriber.send(entry, now);
   }
 
   /**
@@ -279,15 +161,27 @@ export class EventChannel<Events extends Record<string, unknown> = Record<string
       const hint = request !== null && typeof request === "object" ? "; options go in the second argument" : "";
       fail(where, `request must be a Request, got ${shown(request)}${hint}`);
     }
-    const options = streamOptions(where, init);
     if (init?.serialize !== undefined) {
       fail(where, "init.serialize has no effect on a channel; pass serialize to new EventChannel(options)");
     }
     if (init?.onError !== undefined) {
       fail(where, "init.onError has no effect on a channel, which has no source that could fail");
     }
+    const options = streamOptions(where, init);
     if (request !== undefined) options.request = request;
-    return eventStreamResponse(this.#subscribe(options), options);
+    const subscriber = new Subscriber(this.#subscribers, this.#options.maxBufferedBytes);
+    const stream = new EventStream(subscriber, options);
+    subscriber.stream = stream;
+    // The first chunk is written, and a signal that has already aborted is seen, right here.
+    const body = stream.body();
+    if (this.#closed) stream.end("closed");
+    if (stream.ended !== undefined) return eventStreamResponse(body, options);
+    // Everything from here to the end is synchronous: no emit can fall between the first chunk and the joining.
+    this.#subscribers.add(subscriber);
+    const id = requestedId(options);
+    if (id !== null) this.#resume(subscriber, id);
+    offerHandOff(body, stream);
+    return eventStreamResponse(body, options);
   }
 
   /**
@@ -324,183 +218,111 @@ export class EventChannel<Events extends Record<string, unknown> = Record<string
    * ```
    */
   close(last?: EventInput<Events>): void {
-    const farewell = last === undefined ? undefined : utf8(encodeWith(last, this.#serialize, "EventChannel.close"));
+    const farewell = last === undefined ? undefined : this.#entry("EventChannel.close", last);
     if (this.#closed) return;
     this.#closed = true;
-    for (const subscriber of this.#subscribers) {
-      if (farewell !== undefined) subscriber.controller.enqueue(farewell);
-      this.#leave(subscriber, true);
-    }
+    for (const subscriber of this.#subscribers) subscriber.close(farewell);
     this.#memory?.clear();
   }
 
-  /** Everything from the subscriber's first chunk to its joining happens in one synchronous step: no emit can fall between. */
-  #subscribe(options: StreamOptions): ReadableStream<Uint8Array> {
-    const max = this.#maxBufferedBytes;
-    let subscriber: Subscriber | undefined;
-    const stream = new ReadableStream<Uint8Array>(
-      {
-        start: (controller) => {
-          // The first chunk weighs as much as the whole cap, so the stream asks for more (calls pull) only once
-          // a reader has taken it: that first pull is the first read.
-          enqueueWeighing(controller, firstChunk(options.retry), max);
-          if (this.#closed) return controller.close();
-          let abortedAlready = false;
-          const stopListening = onAbort(options, () => {
-            if (subscriber === undefined) abortedAlready = true;
-            else this.#leave(subscriber, true);
-          });
-          if (abortedAlready) return controller.close();
-          const joining: Subscriber = {
-            controller,
-            handoff: this.#handoff,
-            keepAliveMs: options.keepAliveMs,
-            reading: false,
-            overSince: undefined,
-            resume: undefined,
-            stopListening,
-            stopDeadline: noop,
-          };
-          subscriber = joining;
-          this.#join(joining);
-          const id = requestedId(options);
-          if (id === null) return;
-          // Replayed bytes are not held to maxBufferedBytes: the client asked for them, and closing it for them
-          // would only make it ask again. Each replayed chunk weighs one byte, not none: workerd never delivers a
-          // chunk that weighs nothing (nor a fraction of a byte).
-          const replayed = (bytes: Uint8Array): void => enqueueWeighing(controller, bytes, 1);
-          this.#replay(joining, id, replayed);
-        },
-        pull: () => {
-          if (subscriber === undefined) return;
-          // Called only while the backlog is below the cap, so whatever it was above, it has fallen back.
-          subscriber.overSince = undefined;
-          if (subscriber.reading) return;
-          subscriber.reading = true;
-          const reading = subscriber;
-          reading.stopDeadline = maxDurationTimer(options, () => this.#leave(reading, true));
-        },
-        cancel: () => {
-          if (subscriber !== undefined) this.#leave(subscriber, false);
-        },
-      },
-      // A byte-counting queue: desiredSize is maxBufferedBytes minus the bytes this client has not read yet.
-      { highWaterMark: max, size: weigh },
-    );
-    if (subscriber !== undefined) handoffs.set(stream, subscriber);
-    return stream;
+  /** An event as the channel keeps it: checked (its id must be one a client can send back), encoded once. */
+  #entry(where: string, input: EventInput<Events>): Entry {
+    const event = input as EventInput;
+    const id = resumableId(where, event);
+    const bytes = this.#pool.bytes(encodeWith(event, this.#options.serialize, where));
+    return {
+      id,
+      bytes,
+      dispatches: typeof event === "string" || event.data !== undefined || event.event !== undefined,
+    };
   }
 
-  /**
-   * Moves a subscriber from its stream to `sink`, once the stream holds nothing more (every byte queued so far has
-   * been read, so none can come after the sink's) and no replay is under way. Synchronous: no emit falls between
-   * the check and the move.
-   */
-  #take(subscriber: Subscriber, sink: Sink): boolean {
-    if (!this.#subscribers.has(subscriber) || subscriber.resume !== undefined || !subscriber.reading) return false;
-    if (subscriber.controller.desiredSize !== this.#maxBufferedBytes) return false;
-    subscriber.controller = sink;
-    return true;
-  }
-
-  /** Writes what a client resuming after `id` missed, now from memory, or as a shared log answers. */
-  #replay(subscriber: Subscriber, id: string, replayed: (bytes: Uint8Array) => void): void {
-    const history = this.#history;
-    if (history === undefined) {
-      const missed = this.#memory?.after(id) ?? null;
-      if (missed !== null) {
-        for (const bytes of missed) replayed(bytes);
-        return;
-      }
-      if (this.#onHistoryLost !== undefined) {
-        const lost = this.#lost(id);
-        if (lost !== undefined) replayed(lost);
-      } else if (this.#memory !== undefined) {
-        // The memory's whole history: the client missed at least that much (the choice made in 0.1).
-        for (const bytes of this.#memory.all()) replayed(bytes);
-      }
-      return;
-    }
-    subscriber.resume = resume(history, id, this.#serialize, {
-      replayed: (bytes) => {
-        if (this.#subscribers.has(subscriber)) replayed(bytes);
-      },
-      live: (bytes) => {
-        if (this.#subscribers.has(subscriber)) subscriber.controller.enqueue(bytes);
-      },
-      lost: () => this.#lost(id),
+  /** A client that sent a `Last-Event-ID` resumes from the channel's history, if it has one. */
+  #resume(subscriber: Subscriber, lastId: string): void {
+    const { history, serialize, onHistoryLost, historyTimeoutMs, maxBufferedBytes } = this.#options;
+    const memory = this.#memory;
+    if (history === undefined && memory === undefined && onHistoryLost === undefined) return;
+    const resume = new Resume(subscriber.stream, lastId, {
+      serialize,
+      onHistoryLost,
+      historyTimeoutMs,
+      maxBufferedBytes,
       done: () => {
         subscriber.resume = undefined;
       },
     });
+    subscriber.resume = resume;
+    if (history !== undefined) resume.fromLog(history);
+    // No history at all holds nothing: every resuming client has lost what it missed.
+    else resume.fromMemory(memory?.after(lastId) ?? null, memory?.all() ?? []);
+  }
+}
+
+/** One open subscriber: its stream's producer, fed by `emit`, and by its replay while it resumes. */
+class Subscriber implements Producer {
+  stream!: EventStream;
+  /** While it resumes: the replay, and the live events held and filtered meanwhile. */
+  resume: Resume | undefined;
+  /** When its backlog went above the cap, if it has stayed there since. */
+  overSince: number | undefined;
+  readonly #subscribers: Set<Subscriber>;
+  readonly #maxBufferedBytes: number;
+
+  constructor(subscribers: Set<Subscriber>, maxBufferedBytes: number) {
+    this.#subscribers = subscribers;
+    this.#maxBufferedBytes = maxBufferedBytes;
   }
 
-  /** The encoded `onHistoryLost` event for a client resuming after `id`, if there is one. */
-  #lost(id: string): Uint8Array | undefined {
-    const onHistoryLost = this.#onHistoryLost;
-    if (onHistoryLost === undefined) return undefined;
-    try {
-      const event = onHistoryLost(id);
-      return event === undefined ? undefined : utf8(encodeWith(event, this.#serialize, "EventChannel: onHistoryLost"));
-    } catch (error) {
-      // The client gets live events all the same; the broken callback is the server's to fix.
-      console.error(error);
-      return undefined;
-    }
+  send(entry: Entry, now: number): void {
+    const { resume } = this;
+    if (resume === undefined) writeEntry(this.stream, entry, now);
+    else resume.offer(entry, now);
+    this.#check(now);
   }
 
-  /** Unread live bytes above the cap; before the first read, the first chunk's weight aside (see #subscribe). */
-  #isOverCap(subscriber: Subscriber): boolean {
-    const unreadAboveCap = -(subscriber.controller.desiredSize ?? 0);
-    const held = subscriber.resume?.heldBytes() ?? 0;
-    return (subscriber.reading ? unreadAboveCap : unreadAboveCap - this.#maxBufferedBytes) + held > 0;
+  close(farewell: Entry | undefined): void {
+    this.resume?.flush();
+    if (farewell !== undefined) writeEntry(this.stream, farewell);
+    this.stream.end("closed");
+  }
+
+  pull(): void {
+    // Called only when nothing is queued: whatever the backlog was, it has fallen to nothing.
+    this.drained();
+    this.resume?.pull();
+  }
+
+  /** Its backlog has fallen to nothing since the last check: a later one starts its second over again. */
+  drained(): void {
+    this.overSince = undefined;
+  }
+
+  stop(_reason: EndReason, cause: unknown): void {
+    this.#subscribers.delete(this);
+    this.resume?.stop(cause);
+    this.resume = undefined;
+  }
+
+  behind(): void {
+    this.#check(Date.now());
+  }
+
+  canHandOff(): boolean {
+    return this.resume === undefined;
   }
 
   /**
-   * A backlog above the cap is closed only once it has stayed there a second: a burst, or one event larger than
-   * the cap, still reaches a client that reads it, while one that stopped reading is closed at the next check.
+   * A backlog above the cap is closed only once it has stayed there a second, each time it goes over: a burst, or
+   * one event larger than the cap, still reaches a client that reads it, while one that stopped reading is closed
+   * at the next check.
    */
-  #overCap(subscriber: Subscriber, now: number): void {
-    if (subscriber.overSince === undefined) subscriber.overSince = now;
-    else if (now - subscriber.overSince >= OVER_CAP_MS) this.#leave(subscriber, true);
-  }
-
-  #join(subscriber: Subscriber): void {
-    this.#subscribers.add(subscriber);
-    const { keepAliveMs } = subscriber;
-    if (keepAliveMs === 0) return;
-    let group = this.#keepAlive.get(keepAliveMs);
-    if (group === undefined) {
-      const members = new Set<Subscriber>();
-      const idle = this.#maxBufferedBytes;
-      const timer = silenceTimer(keepAliveMs, () => {
-        const now = Date.now();
-        for (const member of members) {
-          // Only an idle client needs a heartbeat: one with unread bytes is not silent, and piling comments
-          // behind it helps no one. On workerd this write is also what reveals a client that has gone.
-          if (member.controller.desiredSize === idle) member.controller.enqueue(HEARTBEAT);
-          else if (this.#isOverCap(member)) this.#overCap(member, now);
-        }
-      });
-      group = { timer, members };
-      this.#keepAlive.set(keepAliveMs, group);
-    }
-    group.members.add(subscriber);
-  }
-
-  /** Every way a subscriber leaves comes through here; it is harmless to call twice. */
-  #leave(subscriber: Subscriber, closeBody: boolean): void {
-    if (!this.#subscribers.delete(subscriber)) return;
-    subscriber.stopListening();
-    subscriber.stopDeadline();
-    subscriber.resume?.stop();
-    subscriber.resume = undefined;
-    const group = this.#keepAlive.get(subscriber.keepAliveMs);
-    if (group?.members.delete(subscriber) && group.members.size === 0) {
-      group.timer.stop();
-      this.#keepAlive.delete(subscriber.keepAliveMs);
-    }
-    // The unread bytes stay queued: a closed stream still delivers them, then ends, and the client reconnects.
-    if (closeBody) subscriber.controller.close();
+  #check(now: number): void {
+    const { resume } = this;
+    // While a replay is written, only the live events held behind it count: the replay is read only as fast as
+    // the client reads it, and is what the client asked for.
+    const behind = resume?.replaying ? resume.heldBytes : this.stream.unread();
+    if (behind <= this.#maxBufferedBytes) this.overSince = undefined;
+    else if (this.overSince === undefined) this.overSince = now;
+    else if (now - this.overSince >= OVER_CAP_MS) this.stream.end("evicted");
   }
 }

@@ -5,10 +5,9 @@
  * @see https://html.spec.whatwg.org/multipage/server-sent-events.html#event-stream-interpretation
  * @module
  */
-import { fail, shown } from "./errors.ts";
+import { fail, isThenable, noop, shown } from "./errors.ts";
+import { isRetry, type Serialize, serializerOf } from "./options.ts";
 import type { EncodeOptions, EventInput } from "./types.ts";
-
-export type Serialize = (data: unknown) => string;
 
 /** Keys people reach for from other libraries, and the field that means the same here. */
 const RENAMED: Readonly<Record<string, string>> = {
@@ -81,20 +80,6 @@ export function encodeEvent(input: EventInput, options?: EncodeOptions): string 
   return encodeWith(input, serializerOf("encodeEvent", options), "encodeEvent");
 }
 
-/** Checks an options object's `serialize` once, up front, and returns the one to use. */
-export function serializerOf(where: string, options: EncodeOptions | undefined): Serialize {
-  if (options === undefined) return JSON.stringify;
-  if (options === null || typeof options !== "object") {
-    fail(where, `options must be an object, got ${shown(options)}`);
-  }
-  const { serialize } = options;
-  if (serialize === undefined) return JSON.stringify;
-  if (typeof serialize !== "function") {
-    fail(where, `options.serialize must be a function, got ${shown(serialize)}`);
-  }
-  return serialize;
-}
-
 /** `encodeEvent` with a checked serializer, for the modules that encode many events; `where` names the API in errors. */
 export function encodeWith(input: EventInput, serialize: Serialize, where: string): string {
   // The most common event, a string with no line break, costs one concatenation.
@@ -161,9 +146,7 @@ export function encodeWith(input: EventInput, serialize: Serialize, where: strin
   let body: string | undefined;
   if (data !== undefined) {
     const serialized = typeof data === "string" ? data : serializeData(data, serialize, where);
-    if (typeof serialized !== "string") {
-      fail(where, `input.data must serialize to a string, got ${shown(serialized)}`);
-    }
+    if (typeof serialized !== "string") badSerialized(where, data, serialized);
     // JSON.stringify escapes every control character, so its text has no line break to split on.
     body = serialize === JSON.stringify && typeof data !== "string" ? serialized : joinLines(serialized, "data: ");
   } else if (event !== undefined) {
@@ -205,13 +188,23 @@ function serializeData(data: unknown, serialize: Serialize, where: string): unkn
   }
 }
 
-function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : shown(error);
+function badSerialized(where: string, data: unknown, serialized: unknown): never {
+  if (isThenable(serialized)) {
+    // emit never awaits, so the promise is dropped: its rejection must not become an unhandled one.
+    Promise.resolve(serialized).then(noop, noop);
+    fail(where, "serialize returned a promise; it must return a string synchronously");
+  }
+  if (serialized === undefined && (typeof data === "function" || typeof data === "symbol")) {
+    fail(
+      where,
+      `input.data must be a string or a value serialize can write, got ${shown(data)}; send its result instead`,
+    );
+  }
+  fail(where, `input.data must serialize to a string, got ${shown(serialized)}`);
 }
 
-/** True for what the wire's `retry` field can carry: a whole number of milliseconds, 0 or more. */
-export function isRetry(value: unknown): value is number {
-  return typeof value === "number" && Number.isSafeInteger(value) && value >= 0;
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : shown(error);
 }
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {

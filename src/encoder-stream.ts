@@ -1,6 +1,7 @@
-import { encodeWith, serializerOf } from "./encode.ts";
+import { Utf8Pool } from "./bytes.ts";
+import { encodeWith } from "./encode.ts";
+import { serializerOf } from "./options.ts";
 import type { EncodeOptions, EventInput } from "./types.ts";
-import { utf8 } from "./utf8.ts";
 
 /**
  * A `TransformStream` that turns each event into one chunk: the UTF-8 bytes of `encodeEvent(input)`.
@@ -27,9 +28,11 @@ export class EventSourceEncoderStream<
 > extends TransformStream<EventInput<Events>, Uint8Array> {
   constructor(options?: EncodeOptions) {
     const serialize = serializerOf("EventSourceEncoderStream", options);
+    // Each encoder stream's chunks are in memory of its own.
+    const pool = new Utf8Pool();
     super({
       transform(input, controller) {
-        controller.enqueue(utf8(encodeWith(input, serialize, "encodeEvent")));
+        controller.enqueue(pool.bytes(encodeWith(input, serialize, "encodeEvent")));
       },
     });
   }

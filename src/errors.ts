@@ -21,3 +21,53 @@ export function shown(value: unknown): string {
   if (value !== null && typeof value === "object") return "an object";
   return String(value);
 }
+
+/**
+ * Fails for the first own key of `object` that is not in `known`, naming the closest known one: a misspelt
+ * option would otherwise be ignored without a word.
+ */
+export function checkKeys(where: string, path: string, object: object, known: readonly string[]): void {
+  for (const key of Object.keys(object)) {
+    if (!known.includes(key)) {
+      fail(where, `${path}.${key} is not an option; did you mean ${JSON.stringify(closest(key, known))}?`);
+    }
+  }
+}
+
+/** The word of `words` fewest single-character edits away from `word` (Levenshtein), ignoring case. */
+function closest(word: string, words: readonly string[]): string {
+  let best = words[0] ?? "";
+  let bestDistance = Number.POSITIVE_INFINITY;
+  for (const candidate of words) {
+    const distance = editDistance(word.toLowerCase(), candidate.toLowerCase());
+    if (distance < bestDistance) {
+      best = candidate;
+      bestDistance = distance;
+    }
+  }
+  return best;
+}
+
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, index) => index);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) {
+      const substitution = (previous[j - 1] as number) + (a[i - 1] === b[j - 1] ? 0 : 1);
+      current[j] = Math.min((previous[j] as number) + 1, (current[j - 1] as number) + 1, substitution);
+    }
+    previous = current;
+  }
+  return previous[b.length] as number;
+}
+
+/** The default `onError`, and where every failure that has no caller to go to is reported. */
+export function report(error: unknown): void {
+  console.error(error);
+}
+
+export function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return typeof (value as PromiseLike<unknown> | null)?.then === "function";
+}
+
+export function noop(): void {}

@@ -1,34 +1,34 @@
 /**
- * How a channel's subscriber can skip its `ReadableStream` on Node. `sendResponse` writes what the stream holds;
- * once it holds nothing, the channel takes a sink that writes to the HTTP/1 response itself, and every later
- * event costs one write instead of a read, a pull and their promises (measured over sockets with 10,000
- * subscribers on Node 20: the time for half of them to receive an emit fell by about half).
+ * The seam between a channel's subscriber and Node's entry. `sendResponse` writes what a subscriber's body holds;
+ * once it holds nothing, the stream can be handed to a sink that writes to the HTTP/1 response itself, and every
+ * later event costs one write instead of a read, a pull and their promises.
+ *
+ * The offer is a property of the body under a global symbol, not an entry in a module's map: an app that has two
+ * copies of this package (one bundled by a framework, one of its own) still hands off between them.
  *
  * @module
  */
+import type { Sink } from "./stream.ts";
 
-/** Where a subscriber's bytes go: what a stream controller does, done to something else. */
-export interface Sink {
-  enqueue(chunk: Uint8Array): void;
-  close(): void;
-  /** The cap less the bytes written but not yet taken by the client. */
-  readonly desiredSize: number | null;
+/** Versioned: a copy of the package with another version of this seam does not take what it cannot drive. */
+const HAND_OFF = Symbol.for("eventsource-server.handOff.v1");
+
+/** What a body that can be handed off offers. */
+export interface HandOff {
+  /**
+   * Moves the stream's output to `sink` when every byte queued so far has been read and nothing is held back
+   * (a replay under way); true when it did. After that, `sink.unread()` is what the channel's cap reads.
+   */
+  handOff(sink: Sink): boolean;
+  /** The sink's backlog has fallen (Node's `drain`): a backlog above the cap starts its second over again. */
+  drained(): void;
 }
 
-/** What a channel lets `sendResponse` do with one of its subscribers. */
-export interface Handoff {
-  /** `maxBufferedBytes`: what `desiredSize` counts down from. */
-  readonly cap: number;
-  /** Moves the subscriber to `sink` if its stream holds no byte and no replay is under way; true when it did. */
-  take(subscriber: HandedOff, sink: Sink): boolean;
-  /** The sink's backlog has fallen below the cap (what a stream's `pull` tells the channel). */
-  drained(subscriber: HandedOff): void;
+export function offerHandOff(body: ReadableStream<Uint8Array>, stream: HandOff): void {
+  (body as unknown as Record<symbol, HandOff>)[HAND_OFF] = stream;
 }
 
-/** A subscriber, seen from outside its channel. */
-export interface HandedOff {
-  readonly handoff: Handoff;
+export function handOffOf(body: ReadableStream<Uint8Array>): HandOff | undefined {
+  const offer = (body as unknown as Record<symbol, HandOff | undefined>)[HAND_OFF];
+  return typeof offer?.handOff === "function" ? offer : undefined;
 }
-
-/** The subscriber behind each channel body that can be handed off. */
-export const handoffs = new WeakMap<ReadableStream<Uint8Array>, HandedOff>();

@@ -1,40 +1,71 @@
 /**
- * What a resuming client is owed: the events after its `Last-Event-ID`, then the live ones, each exactly once.
+ * What a resuming client is owed: the events after its `Last-Event-ID`, then the live ones, each exactly once,
+ * read from the history only as fast as the client reads them.
  *
- * Two histories answer that question. The memory ring (`replay: N`) holds the last N events of this process and
- * answers at once, so nothing can be emitted between its answer and the first live event. A shared log
- * (`history`: Redis Streams, a Durable Object's storage) answers later, while live events keep coming; the seam
- * below holds those live events for the client until the log has answered, then drops the ones the client
- * already has. Ids are opaque here, so the only order the seam relies on is the live feed's: it comes in the
- * log's order.
+ * Two histories answer that question. The memory ring (`replay: N`) holds the last N events of this process; the
+ * events after the client's id are taken from it when `response()` is called. A shared log (`history`: Redis
+ * Streams, a database, a Durable Object's storage) answers later, while live events keep coming. Either way the
+ * live events that come meanwhile are held for the client until its replay is written; after a log's answer, the
+ * held ones the client already has are dropped. Ids are opaque here, so the only order relied on is the live
+ * feed's: it comes in the log's order.
  *
  * @module
  */
-import { encodeWith, type Serialize } from "./encode.ts";
+import { freshBytes, ownBytes } from "./bytes.ts";
+import { encodeWith } from "./encode.ts";
+import { fail, isThenable, report, shown } from "./errors.ts";
+import { deadline } from "./keep-alive.ts";
+import type { Serialize } from "./options.ts";
 import { type Puller, pullerOf } from "./source.ts";
+import type { EventStream } from "./stream.ts";
 import type { EventHistory, EventInput } from "./types.ts";
-import { ownBytes, utf8 } from "./utf8.ts";
 
 /** One emitted event as a history keeps it: its bytes, and its `id` as the client will echo it. */
 export interface Entry {
   id: string | undefined;
   bytes: Uint8Array;
+  /** Whether a client dispatches it (it carries data or an event type, or is a bare string). */
+  dispatches: boolean;
 }
 
-/** The id a client will send back for this event: the `id:` field exactly as written, or none. */
-export function idOf(input: EventInput): string | undefined {
-  if (typeof input === "string") return undefined;
-  const { id } = input;
-  return id === undefined ? undefined : String(id);
+/** Writes a kept event to a stream, counted as one. */
+export function writeEntry(stream: EventStream, entry: Entry, now?: number): void {
+  stream.write(entry.bytes, now);
+  stream.counted(entry.dispatches, entry.id);
+}
+
+/** A replay writes this much at a time, at most, before it waits for its client to read. */
+const PAGE_BYTES = 16 * 1024;
+
+// HTTP trims a header value's leading and trailing spaces and tabs, and a lone surrogate cannot survive UTF-8:
+// a client could never send such an id back.
+const UNRESUMABLE_ID = /^[ \t]|[ \t]$|\p{Surrogate}/u;
+
+/**
+ * The id a client will send back for this event: the `id:` field exactly as written, or none. An id that could
+ * not come back unchanged in a `Last-Event-ID` header is a `TypeError`: a client could never resume from it.
+ */
+export function resumableId(where: string, input: EventInput): string | undefined {
+  if (typeof input === "string" || input === null || typeof input !== "object") return undefined;
+  const { id } = input as { id?: unknown };
+  if (id === undefined) return undefined;
+  const text = String(id);
+  if (UNRESUMABLE_ID.test(text)) {
+    fail(
+      where,
+      `input.id must not start or end with a space or tab, nor hold a lone surrogate, got ${shown(text)}; a client could not send it back to resume`,
+    );
+  }
+  return text;
 }
 
 /** The last `size` events emitted by this process. */
 export interface MemoryHistory {
   remember(entry: Entry): void;
-  /** The bytes of every event after the newest one with this id, oldest first; `null` when none has it. */
-  after(id: string): Uint8Array[] | null;
-  /** The bytes of every event kept, oldest first. */
-  all(): Uint8Array[];
+  /** Every event after the newest one with this id, oldest first; `null` when none has it. */
+  after(id: string): Entry[] | null;
+  /** Every event kept, oldest first. */
+  all(): Entry[];
   clear(): void;
 }
 
@@ -43,18 +74,18 @@ export function memoryHistory(size: number): MemoryHistory {
   const ring: Entry[] = [];
   let next = 0;
 
-  function bytesFrom(age: number): Uint8Array[] {
+  function from(age: number): Entry[] {
     const count = ring.length;
     const oldest = count < size ? 0 : next;
-    const bytes: Uint8Array[] = [];
-    for (; age < count; age++) bytes.push((ring[(oldest + age) % count] as Entry).bytes);
-    return bytes;
+    const entries: Entry[] = [];
+    for (; age < count; age++) entries.push(ring[(oldest + age) % count] as Entry);
+    return entries;
   }
 
   return {
     remember(live) {
       // Kept for as long as the ring lasts: in bytes of its own, not a view that would keep a whole slab alive.
-      const entry = { id: live.id, bytes: ownBytes(live.bytes) };
+      const entry = { ...live, bytes: ownBytes(live.bytes) };
       if (ring.length < size) ring.push(entry);
       else ring[next] = entry;
       next = (next + 1) % size;
@@ -64,11 +95,11 @@ export function memoryHistory(size: number): MemoryHistory {
       const oldest = count < size ? 0 : next;
       // Newest first: an id emitted twice resumes after its latest occurrence.
       for (let age = count - 1; age >= 0; age--) {
-        if (ring[(oldest + age) % count]?.id === id) return bytesFrom(age + 1);
+        if (ring[(oldest + age) % count]?.id === id) return from(age + 1);
       }
       return null;
     },
-    all: () => bytesFrom(0),
+    all: () => from(0),
     clear() {
       ring.length = 0;
       next = 0;
@@ -76,130 +107,337 @@ export function memoryHistory(size: number): MemoryHistory {
   };
 }
 
-/** The channel's side of one client's resume: where the seam writes. */
-export interface ResumeTarget {
-  /** Writes bytes the client asked for by resuming; they are not held to `maxBufferedBytes`. */
-  replayed(bytes: Uint8Array): void;
-  /** Writes a live event that had been held. */
-  live(bytes: Uint8Array): void;
-  /** The encoded event for a client whose id the log does not hold (`onHistoryLost`), or `undefined`. */
-  lost(): Uint8Array | undefined;
-  /** Nothing is held or filtered any more: live events can go straight to the client. */
+/** What a resume needs of its channel. */
+export interface ResumeOptions {
+  serialize: Serialize;
+  onHistoryLost: ((lastEventId: string) => unknown) | undefined;
+  historyTimeoutMs: number;
+  maxBufferedBytes: number;
+  /** Called once when nothing is held or filtered any more: live events can go straight to the client. */
   done(): void;
 }
 
-/** One client's resume from a shared log, from the call to `after` until the live feed has passed its replay. */
-export interface Resume {
-  /** A live event for this client: `true` to write it now, `false` when it is held or was already replayed. */
-  pass(entry: Entry): boolean;
-  /** The bytes of the live events held while the log answers. */
-  heldBytes(): number;
-  /** The client has gone: if the log is still answering, `after`'s signal aborts and its events stop being read. */
-  stop(reason?: unknown): void;
+/** The `onHistoryLost` event, written for one client alone. */
+interface Lost {
+  input: EventInput;
+  bytes: Uint8Array;
+}
+
+class Timeout extends Error {
+  override name = "TimeoutError";
 }
 
 /**
- * Calls `history.after(lastId)` at once and writes its events to `target`, holding the live events that arrive
- * meanwhile. When the log has answered, the held events up to the last one the client already has (its own id,
- * or a replayed one) are dropped, the rest are written, and later live events whose id was replayed are dropped
- * until the live feed passes the last replayed id. A `null` answer or a failure writes `target.lost()` first.
+ * One client's resume, from the call to `response()` until the live feed has passed its replay. The channel
+ * hands it every live event (`offer`) and tells it when the client has read everything (`pull`).
  */
-export function resume(history: EventHistory, lastId: string, serialize: Serialize, target: ResumeTarget): Resume {
-  const abort = new AbortController();
-  const { signal } = abort;
-  let held: Entry[] = [];
-  let heldBytes = 0;
-  const replayed = new Set<string>();
-  let lastReplayed: string | undefined;
-  let answering = true;
-  let puller: Puller | undefined;
+export class Resume {
+  /** The bytes of the live events held while the replay is written. */
+  heldBytes = 0;
 
-  const seam: Resume = {
-    heldBytes: () => heldBytes,
-    pass(entry) {
-      if (answering) {
-        held.push(entry);
-        heldBytes += entry.bytes.byteLength;
-        return false;
+  /** Whether the replay is still being written: the client's unread bytes are then its own request's. */
+  get replaying(): boolean {
+    return !this.#finished;
+  }
+  readonly #stream: EventStream;
+  readonly #lastId: string;
+  readonly #options: ResumeOptions;
+  #held: Entry[] = [];
+  // The history failed this client (it does not hold its id, or broke): onHistoryLost tells it.
+  #lost = false;
+  // Set once the replay is written and the held events dealt with: live events then go straight through.
+  #finished = false;
+  #finishing = false;
+  #stopped = false;
+  // The memory ring's answer, and how far it has been written.
+  #entries: Entry[] | undefined;
+  #written = 0;
+  // A log's signal (until its answer has been read whole), its answer, and the wait for the client to read.
+  #fromLog = false;
+  #abort: AbortController | undefined;
+  #puller: Puller | undefined;
+  #room: (() => void) | undefined;
+  // The ids replayed from a log, while a live event may still be one of them.
+  #replayed: Set<string> | undefined;
+  #lastReplayed: string | undefined;
+
+  constructor(stream: EventStream, lastId: string, options: ResumeOptions) {
+    this.#stream = stream;
+    this.#lastId = lastId;
+    this.#options = options;
+  }
+
+  /** Resumes from the memory ring: `entries` is what it holds after the client's id, or `null`. */
+  fromMemory(entries: Entry[] | null, all: Entry[]): void {
+    // Without onHistoryLost, a client the ring has lost gets its whole memory (the choice made in 0.1).
+    if (entries === null && this.#options.onHistoryLost === undefined) entries = all;
+    this.#lost = entries === null;
+    this.#entries = entries ?? [];
+    this.#writeEntries();
+  }
+
+  /** Resumes from a log: `after` is called now, and each wait for it is bounded by `historyTimeout`. */
+  fromLog(history: EventHistory): void {
+    const abort = new AbortController();
+    this.#fromLog = true;
+    this.#abort = abort;
+    this.#read(history, abort.signal).then(undefined, report);
+  }
+
+  /** A live event: held while the replay is written, then written unless the client already has it. */
+  offer(entry: Entry, now: number): void {
+    if (!this.#finished) {
+      this.#held.push(entry);
+      this.heldBytes += entry.bytes.byteLength;
+      return;
+    }
+    // Filtering, after a log's replay, until the live feed has passed it.
+    const { id } = entry;
+    if (id !== undefined && this.#replayed?.has(id)) {
+      if (id === this.#lastReplayed) this.#done();
+      return;
+    }
+    // An id the log did not replay: the feed is past the replay, so nothing later can be a duplicate.
+    if (id !== undefined) this.#done();
+    writeEntry(this.#stream, entry, now);
+  }
+
+  /** The client has read everything written: the replay goes on. */
+  pull(): void {
+    if (this.#entries !== undefined) this.#writeEntries();
+    const room = this.#room;
+    this.#room = undefined;
+    room?.();
+  }
+
+  /**
+   * The channel is closing: writes, now, what the client is owed and can be written at once (the rest of the
+   * memory's answer, or of a log's answer that gives its events synchronously, then the held events). Anything
+   * else is left: the client resumes from the last id it has.
+   */
+  flush(): void {
+    if (this.#finishing || this.#stopped) return;
+    if (this.#entries !== undefined) {
+      const entries = this.#entries;
+      while (this.#written < entries.length) writeEntry(this.#stream, entries[this.#written++] as Entry);
+      this.#finish();
+      return;
+    }
+    const puller = this.#puller;
+    // Only between two reads of the log: a read under way is the log's to finish.
+    if (puller === undefined || this.#room === undefined) return;
+    for (;;) {
+      const result = puller.next();
+      if (isThenable(result)) {
+        Promise.resolve(result).then(undefined, () => {});
+        return;
       }
-      if (entry.id === undefined || !replayed.has(entry.id)) return true;
-      // The live feed has reached the log's last answer: nothing after this was replayed.
-      if (entry.id === lastReplayed) target.done();
-      return false;
-    },
-    stop(reason) {
-      // Once the log has answered, there is nothing left to abort: only the filtering of live events remains.
-      if (!answering || signal.aborted) return;
-      abort.abort(reason);
-      stopQuietly(puller, reason);
-    },
-  };
+      if (result.done) break;
+      this.#replay(result.value as EventInput);
+    }
+    this.#abort = undefined;
+    this.#finish();
+  }
 
-  async function replay(): Promise<boolean> {
+  /** The client has gone, or its stream ended: stop reading the log, and let go of everything. */
+  stop(reason?: unknown): void {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    this.#abort?.abort(reason);
+    stopQuietly(this.#puller, reason);
+    this.#room?.();
+    this.#held = [];
+    this.#entries = undefined;
+    this.#replayed = undefined;
+  }
+
+  /** Whether the client has a page of the replay still to read: then the replay waits for it. */
+  #isFull(): boolean {
+    return this.#stream.unread() >= Math.min(PAGE_BYTES, this.#options.maxBufferedBytes);
+  }
+
+  /** Writes the memory ring's events, a page at a time, and finishes once they are all written. */
+  #writeEntries(): void {
+    const entries = this.#entries as Entry[];
+    while (this.#written < entries.length && !this.#isFull())
+      writeEntry(this.#stream, entries[this.#written++] as Entry);
+    if (this.#written === entries.length) this.#finish();
+  }
+
+  /** Reads a log's answer as fast as the client reads it. */
+  async #read(history: EventHistory, signal: AbortSignal): Promise<void> {
     try {
       // Called before the first await: `after` runs right when response() is called.
-      const events = await history.after(lastId, { signal });
-      if (events === null || signal.aborted) return false;
-      const opened = pullerOf("EventChannel: history.after", events);
-      puller = opened;
-      for (;;) {
-        const result = await opened.next();
-        if (signal.aborted) return false;
-        if (result.done) return true;
-        const input = result.value as EventInput;
-        const bytes = utf8(encodeWith(input, serialize, "EventChannel: history.after"));
-        const id = idOf(input);
-        if (id !== undefined) {
-          replayed.add(id);
-          lastReplayed = id;
+      const events = await this.#within(history.after(this.#lastId, { signal }));
+      if (this.#stopped) return;
+      if (events === null || events === undefined) {
+        this.#lost = true;
+      } else {
+        const puller = pullerOf("EventChannel: history.after", events as never);
+        this.#puller = puller;
+        for (;;) {
+          if (this.#isFull()) await new Promise<void>((resolve) => (this.#room = resolve));
+          if (this.#stopped || this.#finishing) return;
+          const result = await this.#within(puller.next());
+          if (this.#stopped) return;
+          if (result.done) break;
+          this.#replay(result.value as EventInput);
         }
-        target.replayed(bytes);
+        // Read whole: there is nothing left for the signal to stop.
+        this.#abort = undefined;
       }
     } catch (error) {
-      if (signal.aborted) return false;
-      // The replay before the failure stays written; the client is then treated as one the log has lost.
-      console.error(error);
-      stopQuietly(puller, error);
-      return false;
+      if (this.#stopped) return;
+      // What was replayed stays written; the client is then handled as one the history has lost.
+      report(error);
+      this.#lost = true;
+      this.#abort?.abort(error);
+      stopQuietly(this.#puller, error);
+    }
+    this.#finish();
+  }
+
+  /** Writes one event of the log for this client alone, so in its stream's own memory. */
+  #replay(input: EventInput): void {
+    this.#stream.writeText(encodeWith(input, this.#options.serialize, "EventChannel: history.after"));
+    this.#stream.countInput(input);
+    const id = typeof input === "string" ? undefined : input.id;
+    if (id !== undefined) {
+      this.#replayed ??= new Set();
+      this.#replayed.add(String(id));
+      this.#lastReplayed = String(id);
     }
   }
 
-  function finish(complete: boolean): void {
-    answering = false;
-    if (!complete) {
-      const lost = target.lost();
-      if (lost !== undefined) target.replayed(lost);
+  /** `value`, bounded by `historyTimeout`; an answer that comes too late is stopped (cancelled, or returned). */
+  #within<T>(value: T | PromiseLike<T>): Promise<T> {
+    if (!isThenable(value)) return Promise.resolve(value);
+    const ms = this.#options.historyTimeoutMs;
+    return new Promise<T>((resolve, reject) => {
+      let late = false;
+      const cancel = deadline(ms, () => {
+        late = true;
+        reject(new Timeout(`EventChannel: the history did not answer within ${ms} ms`));
+      });
+      Promise.resolve(value).then(
+        (answer) => {
+          cancel();
+          if (late || this.#stopped) stopLate(answer);
+          else resolve(answer);
+        },
+        (error) => {
+          cancel();
+          if (!late) reject(error);
+        },
+      );
+    });
+  }
+
+  /** The replay is written, or has failed: a client the history lost is told first, then the held events. */
+  #finish(): void {
+    if (this.#finishing) return;
+    this.#finishing = true;
+    if (!this.#lost) {
+      this.#release(undefined);
+      return;
     }
-    // The cut: the last held event the client already has. Everything after it is newer than anything replayed,
-    // since the live feed comes in the log's order.
+    const told = this.#tell();
+    if (isThenable(told)) told.then((lost) => this.#release(lost), report);
+    else this.#release(told);
+  }
+
+  /**
+   * Writes the held events the client does not have, then, after a log's replay, filters live events until the
+   * feed has passed it.
+   */
+  #release(lost: Lost | undefined): void {
+    if (this.#stopped) return;
+    if (lost !== undefined) {
+      this.#stream.write(lost.bytes);
+      this.#stream.countInput(lost.input);
+    }
+    const held = this.#held;
+    this.#held = [];
+    this.heldBytes = 0;
+    this.#entries = undefined;
+    this.#finished = true;
+    const replayed = this.#replayed;
+    // The cut, after a log's answer: the last held event the client already has (its own id, or a replayed one).
+    // Everything after it is newer than anything replayed, since the live feed comes in the log's order. The
+    // memory ring's answer was taken when the client came, so every held event is newer.
     let from = 0;
-    let caughtUp = replayed.size === 0;
-    for (let index = held.length - 1; index >= 0; index--) {
-      const { id } = held[index] as Entry;
-      if (id === undefined) continue;
-      if (from === 0 && (id === lastId || replayed.has(id))) from = index + 1;
-      if (id === lastReplayed) {
-        caughtUp = true;
-        break;
+    let passed = false;
+    if (this.#fromLog) {
+      for (let index = held.length - 1; index >= 0; index--) {
+        const { id } = held[index] as Entry;
+        if (id === undefined) continue;
+        if (id === this.#lastId || replayed?.has(id)) {
+          from = index + 1;
+          passed ||= id === this.#lastReplayed;
+          break;
+        }
+        // A held event that was not replayed, after the cut: the feed is already past the replay.
+        passed = true;
       }
     }
-    for (let index = from; index < held.length; index++) target.live((held[index] as Entry).bytes);
-    held = [];
-    heldBytes = 0;
-    // Until the live feed passes the last replayed event, live events may still be ones the client has.
-    if (caughtUp) target.done();
+    for (let index = from; index < held.length; index++) writeEntry(this.#stream, held[index] as Entry);
+    if (replayed === undefined || passed) this.#done();
   }
 
-  void replay().then((complete) => {
-    if (!signal.aborted) finish(complete);
-  });
-  return seam;
+  /** The `onHistoryLost` event, encoded in the client's own memory, if there is one; its failures are reported. */
+  #tell(): Lost | undefined | Promise<Lost | undefined> {
+    const { onHistoryLost } = this.#options;
+    if (onHistoryLost === undefined) return undefined;
+    try {
+      const event = onHistoryLost(this.#lastId);
+      if (!isThenable(event)) return this.#encodeLost(event);
+      return this.#within(event).then(
+        (resolved) => this.#encodeLost(resolved),
+        (error) => {
+          report(error);
+          return undefined;
+        },
+      );
+    } catch (error) {
+      // The client gets live events all the same; the broken callback is the server's to fix.
+      report(error);
+      return undefined;
+    }
+  }
+
+  #encodeLost(event: unknown): Lost | undefined {
+    if (event === undefined) return undefined;
+    const where = "EventChannel: onHistoryLost";
+    const input = event as EventInput;
+    try {
+      resumableId(where, input);
+      return { input, bytes: freshBytes(encodeWith(input, this.#options.serialize, where)) };
+    } catch (error) {
+      report(error);
+      return undefined;
+    }
+  }
+
+  #done(): void {
+    this.#replayed = undefined;
+    this.#options.done();
+  }
 }
 
-function stopQuietly(puller: Puller | undefined, reason: unknown): void {
+/** An answer that came too late for its client: a stream is cancelled, an iterator returned. */
+function stopLate(answer: unknown): void {
+  if (answer === null || typeof answer !== "object") return;
   try {
-    const stopped = puller?.stop(reason) as PromiseLike<unknown> | undefined;
-    stopped?.then?.(undefined, () => {});
+    stopQuietly(pullerOf("EventChannel: history.after", answer as never), new Timeout("too late"));
+  } catch {
+    // Not a sequence of events: there is nothing to stop.
+  }
+}
+
+function stopQuietly(puller: Puller | null | undefined, reason: unknown): void {
+  try {
+    const stopped = puller?.stop(reason);
+    if (isThenable(stopped)) stopped.then(undefined, () => {});
   } catch {
     // A log that fails to stop has nothing left to tell this client.
   }

@@ -24,4 +24,5 @@ export type {
   EventSourceSource,
   EventStreamLike,
   ServerSentEvent,
+  StreamEnd,
 } from "./types.ts";

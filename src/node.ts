@@ -12,8 +12,9 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { constants, type Http2ServerRequest, type Http2ServerResponse } from "node:http2";
 import type { Readable } from "node:stream";
 import { fail, shown } from "./errors.ts";
-import { handoffs, type Sink } from "./handoff.ts";
-import { isBun, isDeno } from "./runtime.ts";
+import { handOffOf } from "./handoff.ts";
+import { writableLengthIsExact } from "./runtime.ts";
+import { type Sink, UNREAD_ERROR_NAME, UNREAD_GRACE_MS } from "./stream.ts";
 
 /** A request of `node:http` or `node:https` (and so of Express, Fastify and Koa), or of `node:http2`. */
 export type NodeRequest = IncomingMessage | Http2ServerRequest;
@@ -194,7 +195,7 @@ function send(res: NodeResponse, response: Response): Promise<void> {
     if (isGone(res)) return cancelled(body);
     if (!res.headersSent) writeHead(res, response);
     if (body === null || res.req?.method === "HEAD") return Promise.all([cancelled(body), ended(res)]).then(noop);
-    return pump(res, body);
+    return pump(res, body, isEventStream(response));
   } catch (error) {
     // A header Node refuses: as before, a rejected promise rather than a throw.
     return Promise.reject(error);
@@ -204,45 +205,67 @@ function send(res: NodeResponse, response: Response): Promise<void> {
 function noop(): void {}
 
 /** Writes the body as it comes, until it ends or the client goes. */
-async function pump(res: NodeResponse, body: ReadableStream<Uint8Array>): Promise<void> {
+async function pump(res: NodeResponse, body: ReadableStream<Uint8Array>, eventStream: boolean): Promise<void> {
+  // An event stream's client that has not read its last bytes 5 s after the stream ended is gone or stalled:
+  // its connection is dropped, so it holds no memory. Any other body may be a slow download, and is waited for.
+  const graceMs = eventStream ? UNREAD_GRACE_MS : undefined;
   const reader = body.getReader();
   let cleanedUp: Promise<void> | undefined;
   // The client left: cancelling the body is what stops the source and runs its clean-up; a read that was
   // waiting for the next event then resolves as done.
-  const onClose = (): void => {
-    cleanedUp = reader.cancel().catch(() => {});
+  const onGone = (): void => {
+    cleanedUp ??= reader.cancel().catch(() => {});
   };
-  emitter(res).once("close", onClose);
+  const stopWatching = whenGone(res, onGone);
   // A channel subscriber on HTTP/1 is handed off as soon as its stream holds nothing: the channel then writes to
   // the response itself, and this waits for the end (the channel's, or the client's, which cancels the body).
-  const subscriber = canHandOff(res) ? handoffs.get(body) : undefined;
-  const sink = subscriber && new ResponseSink(res as ServerResponse, subscriber.handoff.cap);
+  const offer = canHandOff(res) ? handOffOf(body) : undefined;
   try {
     for (;;) {
       const { done, value } = await reader.read();
       if (done || isGone(res)) break;
       // Both kinds take bytes, but their typings share no `write` overload.
-      if (!(res as { write(chunk: Uint8Array): boolean }).write(value)) await drained(res);
-      if (subscriber !== undefined && sink !== undefined && subscriber.handoff.take(subscriber, sink)) {
-        await whileHandedOff(res, () => subscriber.handoff.drained(subscriber));
+      if (!(res as { write(chunk: Uint8Array): boolean }).write(value)) await drained(res, reader, graceMs);
+      if (offer?.handOff(new ResponseSink(res as ServerResponse))) {
+        await whileHandedOff(res, () => offer.drained());
         break;
       }
     }
   } catch (error) {
-    // The body errored (a source's onError threw), or held something that is not bytes: a clean end would tell
-    // the client that all was sent. Cancelling stops a source that is still running, in the second case.
-    console.error(error);
+    // The body errored (a source's onError threw; its client did not read its last bytes), or held something that
+    // is not bytes: a clean end would tell the client that all was sent. Cancelling stops a source still running.
+    if ((error as Error | null)?.name !== UNREAD_ERROR_NAME) console.error(error);
     broken(res);
     await reader.cancel(error).catch(() => {});
     return;
   } finally {
-    emitter(res).off("close", onClose);
+    stopWatching();
   }
   if (isGone(res)) {
     await (cleanedUp ?? reader.cancel().catch(() => {}));
     return;
   }
-  await ended(res);
+  await ended(res, graceMs);
+}
+
+/**
+ * Calls `onGone` when the client goes away before the response is over. On HTTP/2 a stream the client resets
+ * with `NO_ERROR` emits `aborted` and `close` on the stream, but no `close` on the response.
+ */
+function whenGone(res: NodeResponse, onGone: () => void): () => void {
+  // An HTTP/1 request's own close only means that its body has been read: the response's close is the one.
+  const watched: [Pick<Readable, "on" | "off">, string][] = [[emitter(res), "close"]];
+  if (isHttp2(res)) {
+    const stream = res.stream as unknown as Pick<Readable, "on" | "off">;
+    watched.push([stream, "close"], [stream, "aborted"]);
+  }
+  const listener = (): void => {
+    if (!isFinished(res)) onGone();
+  };
+  for (const [source, name] of watched) source.on(name, listener);
+  return () => {
+    for (const [source, name] of watched) source.off(name, listener);
+  };
 }
 
 function writeHead(res: NodeResponse, response: Response): void {
@@ -265,51 +288,77 @@ function writeHead(res: NodeResponse, response: Response): void {
   res.flushHeaders();
 }
 
-/**
- * Whether a channel subscriber may be handed off to `res`: Node's own HTTP/1 responses only. Bun's and Deno's
- * `node:http` count `writableLength` in their own ways, and the channel's keep-alive and `maxBufferedBytes` read it.
- */
+/** Whether a channel subscriber may be handed off to `res`: HTTP/1 responses whose unsent bytes Node counts. */
 function canHandOff(res: NodeResponse): res is ServerResponse {
-  return !isHttp2(res) && !isBun && !isDeno;
+  return !isHttp2(res) && writableLengthIsExact;
 }
 
 /** A channel subscriber's bytes written to an HTTP/1 response: its unread bytes are those Node still holds. */
 class ResponseSink implements Sink {
   readonly #res: ServerResponse;
-  readonly #cap: number;
-  constructor(res: ServerResponse, cap: number) {
+  constructor(res: ServerResponse) {
     this.#res = res;
-    this.#cap = cap;
   }
-  enqueue(chunk: Uint8Array): void {
+  write(chunk: Uint8Array): void {
     // The client may have gone a moment before its close event ends the subscription.
     if (!this.#res.destroyed) this.#res.write(chunk);
   }
-  close(): void {
+  end(): void {
     this.#res.end();
   }
-  get desiredSize(): number {
-    return this.#cap - this.#res.writableLength;
+  destroy(): void {
+    this.#res.destroy();
+  }
+  unread(): number {
+    return this.#res.writableLength;
   }
 }
 
-/** Waits for the end of a subscriber that its channel now writes to `res`, telling it each time the socket drains. */
+/** Waits for the end of a stream handed off to `res`, telling it each time the socket drains. */
 async function whileHandedOff(res: NodeResponse, onDrain: () => void): Promise<void> {
   emitter(res).on("drain", onDrain);
   await firstOf(res, ["finish", "close"]);
   emitter(res).off("drain", onDrain);
 }
 
-/** Ends the response and waits until it has gone out, or the client has gone. */
-async function ended(res: NodeResponse): Promise<void> {
+/** Ends the response and waits until it has gone out, or the client has gone, or `graceMs` have passed. */
+async function ended(res: NodeResponse, graceMs?: number): Promise<void> {
   res.end();
   // Node emits finish and close from later callbacks, so listening after end() misses neither.
-  if (!(res.writableFinished || isGone(res))) await firstOf(res, ["finish", "close"]);
+  if (res.writableFinished || isGone(res)) return;
+  if (!(await within(firstOf(res, ["finish", "close"]), graceMs))) broken(res);
 }
 
-/** Waits until the socket takes more, or the client has gone. */
-function drained(res: NodeResponse): Promise<void> {
-  return firstOf(res, ["drain", "close"]);
+/**
+ * Waits until the socket takes more, or the client has gone. When the body ends meanwhile, an event stream's
+ * client has `graceMs` more to take it, or is dropped; when the body errors, the wait ends with its error.
+ */
+function drained(
+  res: NodeResponse,
+  reader: ReadableStreamDefaultReader<Uint8Array>,
+  graceMs: number | undefined,
+): Promise<void> {
+  const room = firstOf(res, ["drain", "close"]);
+  const bodyEnded = reader.closed.then(async () => {
+    if (!(await within(room, graceMs))) broken(res);
+  });
+  return Promise.race([room, bodyEnded]);
+}
+
+/** Whether `promise` settled within `ms` (forever without `ms`). */
+function within(promise: Promise<void>, ms: number | undefined): Promise<boolean> {
+  if (ms === undefined) return promise.then(() => true);
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms, false);
+    promise.then(() => {
+      clearTimeout(timer);
+      resolve(true);
+    });
+  });
+}
+
+function isEventStream(response: Response): boolean {
+  return response.headers.get("content-type")?.toLowerCase().startsWith("text/event-stream") ?? false;
 }
 
 /** Resolves on the first of these events, and leaves no listener behind. */
@@ -379,12 +428,16 @@ function isResponse(value: unknown): value is Response {
  * hears of the client leaving (without this, 166 of 1,000 such signals never aborted once the GC had run).
  */
 function abortWhenLeft(res: NodeResponse, left: AbortController, request: Request): void {
-  if (isGone(res)) left.abort();
-  else {
-    emitter(res).once("close", () => {
-      if (!isFinished(res) && !request.signal.aborted) left.abort();
-    });
+  if (isGone(res)) {
+    left.abort();
+    return;
   }
+  const stopWatching = whenGone(res, () => {
+    stopWatching();
+    if (!request.signal.aborted) left.abort();
+  });
+  // Let go of the request once the response is over, whichever way.
+  emitter(res).once("close", () => setImmediate(stopWatching));
 }
 
 function urlOf(req: NodeRequest): string {

@@ -145,9 +145,11 @@ export interface EventSourceResponseInit extends ResponseInit {
    * Called once when the source throws or yields an invalid event; an event it returns is written before the body
    * closes. It may return any event, whatever the source's types: the last words after a failure are usually an
    * event type the source never yields.
+   * It may be `async`: the event its promise resolves with is written the same way, and a rejection errors the
+   * body as a throw does.
    * @default console.error
    */
-  onError?: ((error: unknown) => EventInput | void) | undefined;
+  onError?: ((error: unknown) => EventInput | void | PromiseLike<EventInput | void>) | undefined;
   /**
    * Ends the stream normally after a time drawn uniformly between 0.9 × and 1 × this many ms from the first read,
    * so the client reconnects (to whichever instance) and resumes, and clients that connected together do not
@@ -155,6 +157,29 @@ export interface EventSourceResponseInit extends ResponseInit {
    * @default undefined (no limit)
    */
   maxDuration?: number | undefined;
+  /**
+   * Called once when the stream ends, whatever the way, after its clean-up has started, with why it ended and what
+   * it wrote. A throw (or the rejection of an `async` one) is reported with `console.error` and changes nothing.
+   */
+  onClose?: ((end: StreamEnd) => void | PromiseLike<void>) | undefined;
+}
+
+/** Why a stream ended, and what it wrote: what `onClose` is called with. */
+export interface StreamEnd {
+  /**
+   * `done`: the source finished; `client`: the body was cancelled or `init.request`'s signal aborted; `signal`:
+   * `init.signal` aborted; `error`: the source threw or yielded an invalid event; `maxDuration`; `evicted`: a
+   * channel closed it as slow; `closed`: `channel.close()`.
+   */
+  reason: "done" | "client" | "signal" | "error" | "maxDuration" | "evicted" | "closed";
+  /** Inputs written that carry data or an event type, or are a bare string. */
+  events: number;
+  /** Bytes the stream wrote, first chunk and heartbeats included, read by the client or not. */
+  bytes: number;
+  /** Milliseconds from the response's creation to its end. */
+  duration: number;
+  /** The id of the last event written with an id, else the request's `Last-Event-ID`, else `null`. */
+  lastEventId: string | null;
 }
 
 /**
@@ -191,9 +216,13 @@ export interface EventChannelOptions<Events extends Record<string, unknown> = Re
    * Called with a resuming client's `Last-Event-ID` when the history does not hold it: that client missed an
    * unknown number of events. The event it returns is written first (say, one that tells the page to reload
    * its state), then live events only.
+   * It may be `async` (live events for that client wait behind it, at most `historyTimeout` ms); a throw or a
+   * rejection is reported with `console.error`, and the client gets live events.
    * @default undefined: a `replay` channel sends its whole memory, a `history` channel live events only
    */
-  onHistoryLost?: ((lastEventId: string) => EventInput<Events> | void) | undefined;
+  onHistoryLost?:
+    | ((lastEventId: string) => EventInput<Events> | void | PromiseLike<EventInput<Events> | void>)
+    | undefined;
   /**
    * Unread bytes a subscriber may hold for a second before its stream is closed (its client then reconnects and
    * resumes from the history); protects the server's memory from a client that stopped reading, while a burst
@@ -201,6 +230,13 @@ export interface EventChannelOptions<Events extends Record<string, unknown> = Re
    * @default 1048576 (1 MiB)
    */
   maxBufferedBytes?: number | undefined;
+  /**
+   * Milliseconds a `history` may take to answer `after`, and then to give each next replayed event, and an
+   * `async` `onHistoryLost` to settle; past it the log has failed for that client (`after`'s signal aborts, and
+   * the client gets `onHistoryLost`). A whole number from 1 to 2147483647.
+   * @default 10000
+   */
+  historyTimeout?: number | undefined;
   /**
    * Turns non-string `data` into text; must return a string. Called once per `emit`, whatever the number of
    * subscribers.

@@ -185,6 +185,17 @@ describe("encodeEvent's serialize option", () => {
     );
   });
 
+  test.each<[string, EventInput]>([
+    ["a function", { data: () => 1 }],
+    ["a symbol", { data: Symbol("s") }],
+  ])("encodeEvent says what was given when data is %s, which JSON.stringify drops", (given, input) => {
+    expect(() => encodeEvent(input)).toThrowError(
+      new TypeError(
+        `encodeEvent: input.data must be a string or a value serialize can write, got ${given}; send its result instead`,
+      ),
+    );
+  });
+
   test.each<[string, unknown, string]>([
     ["a BigInt", { count: 1n }, "Do not know how to serialize a BigInt"],
     ["a cycle", cyclic(), "Converting circular structure to JSON"],
@@ -247,8 +258,6 @@ describe("encodeEvent's serialize option", () => {
   test.each<[string, EventInput, ((data: unknown) => string) | undefined, string]>([
     ["serialize returns a number", { data: 1 }, () => 5 as unknown as string, "got 5"],
     ["serialize returns an object", { data: 1 }, () => ({}) as unknown as string, "got an object"],
-    ["the default JSON.stringify returns undefined for a function", { data: () => 1 }, undefined, "got undefined"],
-    ["the default JSON.stringify returns undefined for a symbol", { data: Symbol("s") }, undefined, "got undefined"],
   ])("encodeEvent rejects data whose serialization is not a string: %s", (_case, input, serialize, got) => {
     expect(() => encodeEvent(input, { serialize })).toThrowError(
       new TypeError(`encodeEvent: input.data must serialize to a string, ${got}`),

@@ -1,0 +1,315 @@
+/**
+ * The one lifecycle of every event stream this package makes, whatever feeds it (a source, or a channel):
+ * the first chunk, heartbeats, the `maxDuration` deadline, the signals that end it, flow control, why it ended,
+ * and the clean-up. A stream ends once, through `end`, and a stream that ends with bytes its client has not read
+ * is dropped after 5 s, so a client that stopped reading holds no memory.
+ *
+ * @module
+ */
+import { type AbortTarget, listen, unlisten } from "./abort.ts";
+import { freshBytes, Utf8Pool } from "./bytes.ts";
+import { isThenable, report } from "./errors.ts";
+import { deadline, type Schedule, unwatch, type Watched, watch } from "./keep-alive.ts";
+import { lastEventId } from "./last-event-id.ts";
+import type { StreamOptions } from "./options.ts";
+import { requestSignalMeansClientLeft, requestSignalNeedsItsRequest } from "./runtime.ts";
+import type { EventInput } from "./types.ts";
+
+/** Why a stream ended. */
+export type EndReason = "done" | "client" | "signal" | "error" | "maxDuration" | "evicted" | "closed";
+
+/** An empty comment: the first chunk when there is no `retry`, and the heartbeat. */
+const COMMENT = ":\n\n";
+
+/** How long an ended stream's last bytes may wait for their client before the connection is dropped. */
+export const UNREAD_GRACE_MS = 5_000;
+
+/** The name of the error that drops a stream whose client did not read its last bytes: not worth a log line. */
+export const UNREAD_ERROR_NAME = "EventStreamUnreadError";
+
+/**
+ * Counted in bytes, with a high-water mark of one: `pull` is called exactly when nothing is queued, and the bytes
+ * the client has not read yet are `1 - desiredSize`.
+ */
+const QUEUE: QueuingStrategy<Uint8Array> = { highWaterMark: 1, size: (chunk) => chunk.byteLength };
+
+/** What feeds a stream. */
+export interface Producer {
+  /** The client is reading and nothing is queued: write more, now or once the promise settles. */
+  pull(stream: EventStream): void | Promise<void>;
+  /** The stream has ended, for `reason`: stop, and let go of everything. Called once. */
+  stop(reason: EndReason, cause: unknown): void;
+  /** A heartbeat found unread bytes: the stream is behind, not idle. */
+  behind?(stream: EventStream): void;
+  /** Whether the stream may be handed to a sink now (no bytes held anywhere but the stream's queue). */
+  canHandOff?(): boolean;
+  /** A sink's backlog has fallen to what its connection takes at once (Node's `drain`). */
+  drained?(): void;
+}
+
+/** Where a stream's bytes go once it is handed off: straight to the connection, without the body in between. */
+export interface Sink {
+  write(bytes: Uint8Array): void;
+  /** Ends the response normally, once the bytes written have gone out. */
+  end(): void;
+  /** Drops the connection: its client never read the last bytes. */
+  destroy(): void;
+  /** Bytes written but not yet taken by the client. */
+  unread(): number;
+}
+
+/**
+ * One open stream. One object with its methods on a shared prototype, and it is its own keep-alive entry and its
+ * own abort listener: an idle connection holds little more than these fields.
+ */
+export class EventStream implements Watched, AbortTarget {
+  silenceMs = 0;
+  lastWrite = 0;
+  due = 0;
+  index = -1;
+  schedule: Schedule | undefined;
+  timer: ReturnType<typeof setTimeout> | undefined;
+
+  /** Why it ended; `undefined` while open. */
+  ended: EndReason | undefined;
+  /** Set at the first pull: its client is reading. */
+  reading = false;
+  readonly #producer: Producer;
+  // Dropped at the first pull, so that an open stream does not keep its request (and its headers) alive.
+  #options: StreamOptions | undefined;
+  #controller!: ReadableStreamDefaultController<Uint8Array>;
+  #sink: Sink | undefined;
+  #pool: Utf8Pool | undefined;
+  #signal: AbortSignal | undefined;
+  #requestSignal: AbortSignal | undefined;
+  /** Never read: held while the stream listens to its request's signal (see requestSignalNeedsItsRequest). */
+  heldRequest: Request | undefined;
+  #stopDeadline: (() => void) | undefined;
+  // What onClose is told; counted whether or not there is an onClose, since a count costs less than a test.
+  #onClose: StreamOptions["onClose"];
+  readonly #created = Date.now();
+  #events = 0;
+  #bytes = 0;
+  #lastEventId: string | null | undefined;
+
+  constructor(producer: Producer, options: StreamOptions) {
+    this.#producer = producer;
+    this.#options = options;
+    this.#onClose = options.onClose;
+    // Read now: the request is let go of at the first read.
+    if (options.onClose !== undefined && options.request !== undefined)
+      this.#lastEventId = lastEventId(options.request);
+  }
+
+  /** The stream as a response body. */
+  body(): ReadableStream<Uint8Array> {
+    return new ReadableStream<Uint8Array>(this, QUEUE);
+  }
+
+  start(controller: ReadableStreamDefaultController<Uint8Array>): void {
+    this.#controller = controller;
+    const options = this.#options as StreamOptions;
+    // Written at once: some runtimes hold the headers back until the first body byte.
+    controller.enqueue(freshBytes(options.retry === undefined ? COMMENT : `retry: ${options.retry}\n\n`));
+    const { signal, request } = options;
+    const requestSignal = request !== undefined && requestSignalMeansClientLeft ? request.signal : undefined;
+    const aborted = signal?.aborted ? signal : requestSignal?.aborted ? requestSignal : undefined;
+    if (aborted !== undefined) {
+      this.end(aborted === signal ? "signal" : "client", aborted.reason);
+      return;
+    }
+    if (signal !== undefined) {
+      this.#signal = signal;
+      listen(signal, this);
+    }
+    if (requestSignal !== undefined) {
+      this.#requestSignal = requestSignal;
+      listen(requestSignal, this);
+      if (requestSignalNeedsItsRequest) this.heldRequest = request;
+    }
+  }
+
+  pull(): void | Promise<void> {
+    if (this.ended !== undefined) return;
+    if (!this.reading) {
+      this.reading = true;
+      const options = this.#options as StreamOptions;
+      this.#options = undefined;
+      // Watched from the first read: a response nobody reads needs no heartbeat, and keeps no timer alive.
+      if (options.keepAliveMs > 0) watch(this, options.keepAliveMs);
+      const { maxDurationMs } = options;
+      // Drawn between 0.9 and 1 times the limit, so that clients that connected together do not reconnect together.
+      if (maxDurationMs > 0) {
+        const ms = Math.max(1, Math.round(maxDurationMs * (0.9 + 0.1 * Math.random())));
+        this.#stopDeadline = deadline(ms, () => this.#endSafely("maxDuration"));
+      }
+    }
+    return this.#producer.pull(this);
+  }
+
+  cancel(reason: unknown): void {
+    this.end("client", reason, false);
+  }
+
+  /** One of its signals aborted. */
+  onAbort(signal: AbortSignal): void {
+    this.end(signal === this.#signal ? "signal" : "client", signal.reason);
+  }
+
+  /** Writes bytes now, whatever the backlog. */
+  write(bytes: Uint8Array, now?: number): void {
+    if (this.#sink === undefined) this.#controller.enqueue(bytes);
+    else this.#sink.write(bytes);
+    this.#bytes += bytes.byteLength;
+    // A stream that is not watched (no keep-alive, or not yet read) pays for no clock read.
+    if (this.silenceMs !== 0) this.lastWrite = now ?? Date.now();
+  }
+
+  /** Counts an event written, for `onClose`: `dispatches` when it carries data or an event type. */
+  counted(dispatches: boolean, id: string | undefined): void {
+    if (dispatches) this.#events++;
+    if (id !== undefined) this.#lastEventId = id;
+  }
+
+  /** Counts an input written, for `onClose`. */
+  countInput(input: EventInput): void {
+    if (typeof input === "string") this.#events++;
+    else this.counted(input.data !== undefined || input.event !== undefined, idText(input.id));
+  }
+
+  /** Writes a text in this stream's own memory. */
+  writeText(text: string): void {
+    this.#pool ??= new Utf8Pool();
+    this.write(this.#pool.bytes(text));
+  }
+
+  /** Bytes written that its client has not taken yet. */
+  unread(): number {
+    return this.#sink === undefined ? 1 - (this.#controller.desiredSize ?? 1) : this.#sink.unread();
+  }
+
+  onSilence(): void {
+    if (this.unread() > 0) {
+      // Not idle but behind: a heartbeat queued behind unread bytes helps no one.
+      this.#producer.behind?.(this);
+      return;
+    }
+    // Idle: its slab goes, and the next event starts a small one.
+    this.#pool?.release();
+    this.write(freshBytes(COMMENT));
+  }
+
+  onWatchFailed(error: unknown): void {
+    report(error);
+    this.end("error", error);
+  }
+
+  /**
+   * Moves the stream's output to `sink`, if every byte queued so far has been read (so none can come after the
+   * sink's) and its producer holds nothing back. Synchronous: no write falls between the check and the move.
+   */
+  handOff(sink: Sink): boolean {
+    if (this.ended !== undefined || !this.reading || this.#sink !== undefined || this.unread() !== 0) return false;
+    if (!(this.#producer.canHandOff?.() ?? false)) return false;
+    this.#sink = sink;
+    return true;
+  }
+
+  /** Its sink's backlog has fallen (see `Sink`). */
+  drained(): void {
+    this.#producer.drained?.();
+  }
+
+  /**
+   * Every way the stream ends comes through here, once: its timers and listeners go, its producer stops, and,
+   * with `closeBody`, the body closes after its queued bytes (not when the body was cancelled or must error).
+   */
+  end(reason: EndReason, cause?: unknown, closeBody = true): void {
+    if (this.ended !== undefined) return;
+    this.ended = reason;
+    this.#options = undefined;
+    unwatch(this);
+    this.#stopDeadline?.();
+    try {
+      this.#producer.stop(reason, cause);
+    } catch (error) {
+      report(error);
+    }
+    try {
+      // The caller's signal is the caller's code: its failure fails this stream, and only this one.
+      if (this.#signal !== undefined) unlisten(this.#signal, this);
+      if (this.#requestSignal !== undefined) unlisten(this.#requestSignal, this);
+    } catch (error) {
+      report(error);
+      this.ended = reason = "error";
+    }
+    this.heldRequest = undefined;
+    if (closeBody) this.#close();
+    if (this.#onClose !== undefined) this.#tell(reason);
+  }
+
+  #tell(reason: EndReason): void {
+    const onClose = this.#onClose as NonNullable<StreamOptions["onClose"]>;
+    this.#onClose = undefined;
+    const end = {
+      reason,
+      events: this.#events,
+      bytes: this.#bytes,
+      duration: Date.now() - this.#created,
+      lastEventId: this.#lastEventId ?? null,
+    };
+    try {
+      const told = onClose(end);
+      if (isThenable(told)) told.then(undefined, report);
+    } catch (error) {
+      report(error);
+    }
+  }
+
+  /** Ends the stream with its body errored: the client sees a failure, not a clean end. */
+  fail(error: unknown): void {
+    this.end("error", error, false);
+    if (this.#sink !== undefined) this.#sink.destroy();
+    else this.#controller.error(error);
+  }
+
+  #endSafely(reason: EndReason): void {
+    try {
+      this.end(reason);
+    } catch (error) {
+      this.onWatchFailed(error);
+    }
+  }
+
+  #close(): void {
+    const sink = this.#sink;
+    if (sink !== undefined) {
+      sink.end();
+      if (sink.unread() > 0) deadline(UNREAD_GRACE_MS, () => sink.destroy());
+      return;
+    }
+    const controller = this.#controller;
+    const unread = this.unread();
+    try {
+      controller.close();
+    } catch {
+      // Already closed or errored by the runtime: nothing is left to close.
+      return;
+    }
+    if (unread > 0) {
+      // Erroring a stream that has been read to its end does nothing, so this can be armed unconditionally.
+      deadline(UNREAD_GRACE_MS, () => controller.error(unreadError()));
+    }
+  }
+}
+
+/** An `id` as a client will send it back. */
+export function idText(id: string | number | undefined): string | undefined {
+  return id === undefined ? undefined : String(id);
+}
+
+function unreadError(): Error {
+  const error = new Error(`the client did not read the stream's last bytes within ${UNREAD_GRACE_MS / 1_000} s`);
+  error.name = UNREAD_ERROR_NAME;
+  return error;
+}
