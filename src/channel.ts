@@ -9,10 +9,11 @@ import { Utf8Pool } from "./bytes.ts";
 import { encodeWith } from "./encode.ts";
 import { fail, shown } from "./errors.ts";
 import { offerHandOff } from "./handoff.ts";
-import { type Entry, type MemoryHistory, memoryHistory, Resume, resumableId, writeEntry } from "./history.ts";
+import { type Entry, type MemoryHistory, memoryHistory, resumableId, writeEntry } from "./history.ts";
 import { isRequest } from "./last-event-id.ts";
 import { type ChannelOptions, channelOptions, streamOptions } from "./options.ts";
 import { eventStreamResponse, requestedId } from "./response.ts";
+import { Resume } from "./resume.ts";
 import { type EndReason, EventStream, type Producer } from "./stream.ts";
 import type { EventChannelOptions, EventInput, EventSourceResponseInit } from "./types.ts";
 

@@ -110,7 +110,9 @@ export class EventStream implements Watched, AbortTarget {
     this.#controller = controller;
     const options = this.#options as StreamOptions;
     // Written at once: some runtimes hold the headers back until the first body byte.
-    controller.enqueue(freshBytes(options.retry === undefined ? COMMENT : `retry: ${options.retry}\n\n`));
+    const first = freshBytes(options.retry === undefined ? COMMENT : `retry: ${options.retry}\n\n`);
+    controller.enqueue(first);
+    this.#bytes = first.byteLength;
     const { signal, request } = options;
     const requestSignal = request !== undefined && requestSignalMeansClientLeft ? request.signal : undefined;
     const aborted = signal?.aborted ? signal : requestSignal?.aborted ? requestSignal : undefined;

@@ -161,7 +161,7 @@ export interface EventSourceResponseInit extends ResponseInit {
    * Called once when the stream ends, whatever the way, after its clean-up has started, with why it ended and what
    * it wrote. A throw (or the rejection of an `async` one) is reported with `console.error` and changes nothing.
    */
-  onClose?: ((end: StreamEnd) => void | PromiseLike<void>) | undefined;
+  onClose?: ((end: StreamEnd) => unknown) | undefined;
 }
 
 /** Why a stream ended, and what it wrote: what `onClose` is called with. */

@@ -1158,12 +1158,15 @@ describe("the root entry", () => {
   test("no file it can reach imports a node: module", () => {
     const sources = readdirSync(new URL("../src/", import.meta.url)).filter((name) => name.endsWith(".ts"));
     expect(sources).toContain("node.ts");
-    const importers = sources.filter((name) =>
-      /^\s*(import|export)\b[^;]*\bfrom\s+["']node:/m.test(
-        readFileSync(new URL(`../src/${name}`, import.meta.url), "utf8"),
-      ),
-    );
-    expect(importers).toEqual(["node.ts"]);
+    const importersOf = (specifier: string) =>
+      sources.filter((name) =>
+        new RegExp(`^\\s*(import|export)\\b[^;]*\\bfrom\\s+["']${specifier}`, "m").test(
+          readFileSync(new URL(`../src/${name}`, import.meta.url), "utf8"),
+        ),
+      );
+    // Only src/node/ imports node: modules, and only the ./node entry imports src/node/.
+    expect(importersOf("node:")).toEqual([]);
+    expect(importersOf("\\./node/")).toEqual(["node.ts"]);
   });
 
   test("node.ts's types are the contract's", () => {

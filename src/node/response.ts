@@ -1,0 +1,259 @@
+/**
+ * Writing a Fetch `Response` to Node's response: headers at once, the body with backpressure, a hand-off to the
+ * connection for a channel's subscriber, and every way the client can leave, on HTTP/1 and HTTP/2.
+ *
+ * @module
+ */
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { constants, type Http2ServerRequest, type Http2ServerResponse } from "node:http2";
+import type { Readable } from "node:stream";
+import { handOffOf } from "../handoff.ts";
+import { writableLengthIsExact } from "../runtime.ts";
+import { type Sink, UNREAD_ERROR_NAME, UNREAD_GRACE_MS } from "../stream.ts";
+
+/** A request of `node:http` or `node:https` (and so of Express, Fastify and Koa), or of `node:http2`. */
+export type NodeRequest = IncomingMessage | Http2ServerRequest;
+
+/** The response that goes with a `NodeRequest`. */
+export type NodeResponse = ServerResponse | Http2ServerResponse;
+
+/** A Fetch handler: what Deno, Bun, workerd and Next.js serve, and what `toNodeHandler` turns into a listener. */
+export type FetchHandler = (request: Request) => Response | Promise<Response>;
+// RFC 9113 §8.2.2: an HTTP/2 response must not carry these; Node drops them itself, with a process warning.
+const CONNECTION_HEADERS = new Set(["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"]);
+/**
+ * Not an `async` function: its frame would hold the Response for as long as the body lasts (measured over sockets
+ * with 10,000 idle connections on Node 20: about 900 B of heap more per connection, and still about 300 B more
+ * when an `async` frame returns `pump`'s promise instead of awaiting it).
+ */
+export function send(res: NodeResponse, response: Response): Promise<void> {
+  try {
+    const body = response.body;
+    if (isGone(res)) return cancelled(body);
+    if (!res.headersSent) writeHead(res, response);
+    if (body === null || res.req?.method === "HEAD") return Promise.all([cancelled(body), ended(res)]).then(noop);
+    return pump(res, body, isEventStream(response));
+  } catch (error) {
+    // A header Node refuses: as before, a rejected promise rather than a throw.
+    return Promise.reject(error);
+  }
+}
+
+function noop(): void {}
+
+/** Writes the body as it comes, until it ends or the client goes. */
+async function pump(res: NodeResponse, body: ReadableStream<Uint8Array>, eventStream: boolean): Promise<void> {
+  // An event stream's client that has not read its last bytes 5 s after the stream ended is gone or stalled:
+  // its connection is dropped, so it holds no memory. Any other body may be a slow download, and is waited for.
+  const graceMs = eventStream ? UNREAD_GRACE_MS : undefined;
+  const reader = body.getReader();
+  let cleanedUp: Promise<void> | undefined;
+  // The client left: cancelling the body is what stops the source and runs its clean-up; a read that was
+  // waiting for the next event then resolves as done.
+  const onGone = (): void => {
+    cleanedUp ??= reader.cancel().catch(() => {});
+  };
+  const stopWatching = whenGone(res, onGone);
+  // A channel subscriber on HTTP/1 is handed off as soon as its stream holds nothing: the channel then writes to
+  // the response itself, and this waits for the end (the channel's, or the client's, which cancels the body).
+  const offer = canHandOff(res) ? handOffOf(body) : undefined;
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done || isGone(res)) break;
+      // Both kinds take bytes, but their typings share no `write` overload.
+      if (!(res as { write(chunk: Uint8Array): boolean }).write(value)) await drained(res, reader, graceMs);
+      if (offer?.handOff(new ResponseSink(res as ServerResponse))) {
+        await whileHandedOff(res, () => offer.drained());
+        break;
+      }
+    }
+  } catch (error) {
+    // The body errored (a source's onError threw; its client did not read its last bytes), or held something that
+    // is not bytes: a clean end would tell the client that all was sent. Cancelling stops a source still running.
+    if ((error as Error | null)?.name !== UNREAD_ERROR_NAME) console.error(error);
+    broken(res);
+    await reader.cancel(error).catch(() => {});
+    return;
+  } finally {
+    stopWatching();
+  }
+  if (isGone(res)) {
+    await (cleanedUp ?? reader.cancel().catch(() => {}));
+    return;
+  }
+  await ended(res, graceMs);
+}
+
+/**
+ * Calls `onGone` when the client goes away before the response is over. On HTTP/2 a stream the client resets
+ * with `NO_ERROR` emits `aborted` and `close` on the stream, but no `close` on the response.
+ */
+export function whenGone(res: NodeResponse, onGone: () => void): () => void {
+  // An HTTP/1 request's own close only means that its body has been read: the response's close is the one.
+  const watched: [Pick<Readable, "on" | "off">, string][] = [[emitter(res), "close"]];
+  if (isHttp2(res)) {
+    const stream = res.stream as unknown as Pick<Readable, "on" | "off">;
+    watched.push([stream, "close"], [stream, "aborted"]);
+  }
+  const listener = (): void => {
+    if (!isFinished(res)) onGone();
+  };
+  for (const [source, name] of watched) source.on(name, listener);
+  return () => {
+    for (const [source, name] of watched) source.off(name, listener);
+  };
+}
+
+function writeHead(res: NodeResponse, response: Response): void {
+  const http2 = isHttp2(res);
+  for (const [name, value] of response.headers) {
+    if (name === "set-cookie" || (http2 && CONNECTION_HEADERS.has(name))) continue;
+    res.setHeader(name, value);
+  }
+  // Headers iterates each set-cookie on its own, but one setHeader per value would keep only the last.
+  const cookies = response.headers.getSetCookie();
+  if (cookies.length > 0) res.setHeader("set-cookie", cookies);
+  if (http2) {
+    // HTTP/2 has no status text (Node warns when one is set), and writeHead sends the headers at once.
+    res.writeHead(response.status);
+    return;
+  }
+  if (response.statusText === "") res.writeHead(response.status);
+  else res.writeHead(response.status, response.statusText);
+  // HTTP/1 holds the headers until the first write; a stream's first event may be a long way off.
+  res.flushHeaders();
+}
+
+/** Whether a channel subscriber may be handed off to `res`: HTTP/1 responses whose unsent bytes Node counts. */
+function canHandOff(res: NodeResponse): res is ServerResponse {
+  return !isHttp2(res) && writableLengthIsExact;
+}
+
+/** A channel subscriber's bytes written to an HTTP/1 response: its unread bytes are those Node still holds. */
+class ResponseSink implements Sink {
+  readonly #res: ServerResponse;
+  constructor(res: ServerResponse) {
+    this.#res = res;
+  }
+  write(chunk: Uint8Array): void {
+    // The client may have gone a moment before its close event ends the subscription.
+    if (!this.#res.destroyed) this.#res.write(chunk);
+  }
+  end(): void {
+    this.#res.end();
+  }
+  destroy(): void {
+    this.#res.destroy();
+  }
+  unread(): number {
+    return this.#res.writableLength;
+  }
+}
+
+/** Waits for the end of a stream handed off to `res`, telling it each time the socket drains. */
+async function whileHandedOff(res: NodeResponse, onDrain: () => void): Promise<void> {
+  emitter(res).on("drain", onDrain);
+  await firstOf(res, ["finish", "close"]);
+  emitter(res).off("drain", onDrain);
+}
+
+/** Ends the response and waits until it has gone out, or the client has gone, or `graceMs` have passed. */
+async function ended(res: NodeResponse, graceMs?: number): Promise<void> {
+  res.end();
+  // Node emits finish and close from later callbacks, so listening after end() misses neither.
+  if (res.writableFinished || isGone(res)) return;
+  if (!(await within(firstOf(res, ["finish", "close"]), graceMs))) broken(res);
+}
+
+/**
+ * Waits until the socket takes more, or the client has gone. When the body ends meanwhile, an event stream's
+ * client has `graceMs` more to take it, or is dropped; when the body errors, the wait ends with its error.
+ */
+function drained(
+  res: NodeResponse,
+  reader: ReadableStreamDefaultReader<Uint8Array>,
+  graceMs: number | undefined,
+): Promise<void> {
+  const room = firstOf(res, ["drain", "close"]);
+  const bodyEnded = reader.closed.then(async () => {
+    if (!(await within(room, graceMs))) broken(res);
+  });
+  return Promise.race([room, bodyEnded]);
+}
+
+/** Whether `promise` settled within `ms` (forever without `ms`). */
+function within(promise: Promise<void>, ms: number | undefined): Promise<boolean> {
+  if (ms === undefined) return promise.then(() => true);
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms, false);
+    void promise.then(() => {
+      clearTimeout(timer);
+      resolve(true);
+    });
+  });
+}
+
+function isEventStream(response: Response): boolean {
+  return response.headers.get("content-type")?.toLowerCase().startsWith("text/event-stream") ?? false;
+}
+
+/** Resolves on the first of these events, and leaves no listener behind. */
+function firstOf(res: NodeResponse, names: string[]): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      for (const name of names) emitter(res).off(name, done);
+      resolve();
+    };
+    for (const name of names) emitter(res).on(name, done);
+  });
+}
+
+/** Ends the response so that the client sees a failure, not a clean end of the body. */
+function broken(res: NodeResponse): void {
+  // Destroying an HTTP/2 response would reset the stream with NO_ERROR, the code of a normal close.
+  if (isHttp2(res)) res.stream.close(constants.NGHTTP2_INTERNAL_ERROR);
+  else res.destroy();
+}
+
+/** An empty answer with this status, or a broken response if the headers have gone out already. */
+export function bare(res: NodeResponse, status: number): void {
+  if (isGone(res)) return;
+  if (res.headersSent) {
+    broken(res);
+    return;
+  }
+  res.statusCode = status;
+  res.setHeader("content-length", "0");
+  res.end();
+}
+
+async function cancelled(body: ReadableStream<Uint8Array> | null): Promise<void> {
+  await body?.cancel().catch(() => {});
+}
+
+function isHttp2(res: NodeResponse): res is Http2ServerResponse {
+  return "stream" in res;
+}
+
+/** Whether the connection (or the HTTP/2 stream) is closed already: nothing written now would arrive. */
+export function isGone(res: NodeResponse): boolean {
+  return isHttp2(res) ? res.stream.destroyed : res.destroyed;
+}
+
+/** Both kinds of response are event emitters, but their typings share no `on` overload. */
+export function emitter(res: NodeResponse): Pick<Readable, "on" | "once" | "off"> {
+  return res as unknown as Pick<Readable, "on" | "once" | "off">;
+}
+
+/** Whether the response was sent whole: its end written out, and on HTTP/2 the stream closed without a reset. */
+export function isFinished(res: NodeResponse): boolean {
+  // Node's HTTP/2 compatibility layer reports writableFinished for a stream the client reset, too.
+  return isHttp2(res) ? res.writableEnded && res.stream.rstCode === constants.NGHTTP2_NO_ERROR : res.writableFinished;
+}
+
+export function isResponse(value: unknown): value is Response {
+  if (value === null || typeof value !== "object") return false;
+  const { status, headers } = value as Response;
+  return typeof status === "number" && typeof headers?.getSetCookie === "function" && "body" in value;
+}
