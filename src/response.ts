@@ -4,7 +4,7 @@
  * @module
  */
 import { encodeWith } from "./encode.ts";
-import { isThenable } from "./errors.ts";
+import { isThenable, noop } from "./errors.ts";
 import { lastEventId } from "./last-event-id.ts";
 import { type Serialize, type StreamOptions, streamOptions } from "./options.ts";
 import { badSource, isSource, type Puller, pullerOf } from "./source.ts";
@@ -166,7 +166,7 @@ class SourceProducer implements Producer {
   #report(error: unknown): void {
     try {
       const answer = this.#onError(error);
-      if (isThenable(answer)) answer.then(undefined, () => {});
+      if (isThenable(answer)) answer.then(undefined, noop);
     } catch {
       // The stream has already ended; there is nothing left for onError's own error to end.
     }

@@ -7,7 +7,7 @@
  */
 import { freshBytes } from "./bytes.ts";
 import { encodeWith } from "./encode.ts";
-import { isThenable, report } from "./errors.ts";
+import { isThenable, noop, report } from "./errors.ts";
 import { type Entry, resumableId, writeEntry } from "./history.ts";
 import { deadline } from "./keep-alive.ts";
 import type { Serialize } from "./options.ts";
@@ -140,7 +140,7 @@ export class Resume {
     for (;;) {
       const result = puller.next();
       if (isThenable(result)) {
-        Promise.resolve(result).then(undefined, () => {});
+        Promise.resolve(result).then(undefined, noop);
         return;
       }
       if (result.done) break;
@@ -348,7 +348,7 @@ function stopLate(answer: unknown): void {
 function stopQuietly(puller: Puller | null | undefined, reason: unknown): void {
   try {
     const stopped = puller?.stop(reason);
-    if (isThenable(stopped)) stopped.then(undefined, () => {});
+    if (isThenable(stopped)) stopped.then(undefined, noop);
   } catch {
     // A log that fails to stop has nothing left to tell this client.
   }

@@ -13,10 +13,10 @@ import { deadline, type Schedule, unwatch, type Watched, watch } from "./keep-al
 import { lastEventId } from "./last-event-id.ts";
 import type { StreamOptions } from "./options.ts";
 import { requestSignalMeansClientLeft, requestSignalNeedsItsRequest } from "./runtime.ts";
-import type { EventInput } from "./types.ts";
+import type { EventInput, StreamEnd } from "./types.ts";
 
-/** Why a stream ended. */
-export type EndReason = "done" | "client" | "signal" | "error" | "maxDuration" | "evicted" | "closed";
+/** Why a stream ended: one word, as `onClose` is told it. */
+export type EndReason = StreamEnd["reason"];
 
 /** An empty comment: the first chunk when there is no `retry`, and the heartbeat. */
 const COMMENT = ":\n\n";
