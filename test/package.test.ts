@@ -51,6 +51,9 @@ test("npm pack builds dist/ itself, and the tarball installs offline and imports
     const [packed] = JSON.parse(stdout) as { filename: string; files: { path: string }[] }[];
     if (packed === undefined) throw new Error(`npm pack printed no package:\n${stdout}`);
     const inTarball = new Set(packed.files.map((file) => file.path));
+    // The README's install-from-a-checkout line names the tarball npm pack makes.
+    const readme = await readFile(join(ROOT, "README.md"), "utf8");
+    expect(readme).toContain(`npm install ../eventsource-server/${packed.filename} `);
 
     const entries = await exportsMap();
     expect(Object.keys(entries)).toContain(".");

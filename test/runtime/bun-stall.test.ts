@@ -10,12 +10,12 @@ import { mkdir, writeFile } from "node:fs/promises";
 import { connect, type Socket } from "node:net";
 import { afterAll, beforeAll, expect, test } from "vitest";
 import { binary, RESULTS, ROOT, type Running, startServer, within } from "./harness.ts";
-import { blocksOfFile } from "./readme-blocks.ts";
+import { docBlocks } from "./readme-blocks.ts";
 
 /** Longer than Bun's default idle timeout (10 s), so that the default server has closed the stalled stream. */
 const STALL_MS = 12_000;
 
-const fix = blocksOfFile("README.md").filter((block) => block.code.includes("idleTimeout: 0"));
+const fix = docBlocks().filter((block) => block.code.includes("idleTimeout: 0"));
 
 let server: Running | undefined;
 

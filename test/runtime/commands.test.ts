@@ -18,7 +18,7 @@ import { afterAll, describe, expect, test } from "vitest";
 import { parseWire, readerOf } from "../helpers.ts";
 import { startRedis } from "../support/redis.ts";
 import { freePort, ROOT, within } from "./harness.ts";
-import { blocksOfFile } from "./readme-blocks.ts";
+import { blocksOfFile, docFiles } from "./readme-blocks.ts";
 
 /**
  * How the test knows a server serves events: a GET that streams one, or a POST whose answer streams one. With
@@ -56,6 +56,10 @@ const COMMANDS: Record<string, Row> = {
   "npm test": { elsewhere: "the command that runs this test" },
   "npm install eventsource-server": {
     elsewhere: "from the registry; test/package.test.ts installs the packed tarball",
+  },
+  "npm install && npm pack": { elsewhere: "test/package.test.ts packs a checkout and installs the tarball" },
+  "npm install ../eventsource-server/eventsource-server-0.1.0.tgz": {
+    elsewhere: "test/package.test.ts, which checks that npm pack names the tarball so",
   },
   "npm run test:ci": { elsewhere: ".ci/run runs it" },
   "cd examples/deno && npx deno task start": { serves: { port: 8787, probe: { get: "/events" } } },
@@ -173,12 +177,12 @@ const COMMANDS: Record<string, Row> = {
   "curl -N --http2-prior-knowledge http://127.0.0.1:8793/events": { elsewhere: "a client of npm run example:http2" },
 };
 
-/** The READMEs whose commands a newcomer types: the root's and each example's. */
+/** The pages whose commands a newcomer types: the README, docs/, and each example's README. */
 function readmes(): string[] {
   const examples = readdirSync(`${ROOT}examples`, { withFileTypes: true })
     .filter((entry) => entry.isDirectory() && existsSync(`${ROOT}examples/${entry.name}/README.md`))
     .map((entry) => `examples/${entry.name}/README.md`);
-  return ["README.md", ...examples];
+  return [...docFiles(), ...examples];
 }
 
 /** Each command of a README: the lines of its `sh` blocks (comments cut), and the Runtimes table's commands. */

@@ -216,8 +216,8 @@ describe("examples/http2 (h2c), spawned", () => {
   });
 });
 
-describe("README.md's Node section", () => {
-  const readme = readFileSync(`${ROOT}README.md`, "utf8");
+describe("the Node section of docs/runtimes.md", () => {
+  const readme = readFileSync(`${ROOT}docs/runtimes.md`, "utf8");
   const excerpts = [...readme.matchAll(/```js ignore\n\/\/ (examples\/[\w-]+\/server\.js)\n([\s\S]*?)```/g)];
 
   test("quotes Express, Fastify and Koa from their examples", () => {

@@ -1,7 +1,7 @@
 /**
- * Every code block of README.md runs in a test. The doc tests (`npm run doctest`) run the plain `ts` blocks;
- * this file runs the ones they skip, as written, on the runtime each is for: the handler of "One handler, every
- * runtime" behind a real `Deno.serve`, `Bun.serve`, `node:http` and workerd (Miniflare), and a Next.js route
+ * Every code block of README.md and docs/ runs in a test. The doc tests (`npm run doctest`) run the plain `ts`
+ * blocks; this file runs the ones they skip, as written, on the runtime each is for: the README's first server
+ * on node:http, the handler of "One handler, every runtime" (docs/runtimes.md) behind a real `Deno.serve`, `Bun.serve`, `node:http` and workerd (Miniflare), and a Next.js route
  * module called as Next calls it. The only edit made to a block is its port: 8787 becomes a free one.
  * A block that no row of RUNNERS claims fails the first test, so a new snippet cannot go untested.
  */
@@ -14,9 +14,9 @@ import { Miniflare } from "miniflare";
 import { afterEach, describe, expect, test, vi } from "vitest";
 import { readerOf } from "../helpers.ts";
 import { binary, DENO_ENV, fetchEvents, freePort, RESULTS, ROOT, within } from "./harness.ts";
-import { type Block, blocksOfFile } from "./readme-blocks.ts";
+import { type Block, docBlocks } from "./readme-blocks.ts";
 
-const BLOCKS = blocksOfFile("README.md");
+const BLOCKS = docBlocks();
 
 /** Who runs each kind of block: this file (`here`), or another test, named. */
 const RUNNERS: { name: string; claims(block: Block): boolean; runBy: string }[] = [
@@ -48,7 +48,13 @@ const RUNNERS: { name: string; claims(block: Block): boolean; runBy: string }[] 
     claims: (b) => b.code.includes("idleTimeout: 0"),
     runBy: "test/runtime/bun-stall.test.ts",
   },
-  { name: "node:http", claims: (b) => b.code.includes("createServer("), runBy: "here" },
+  { name: "the first server", claims: (b) => b.code.includes("async function* clock("), runBy: "here" },
+  {
+    name: "node:http",
+    claims: (b) =>
+      b.flag === "ignore" && b.code.includes("createServer(") && !b.code.includes("async function* clock("),
+    runBy: "here",
+  },
   { name: "a Cloudflare Worker", claims: (b) => b.code.includes('from "cloudflare:workers"'), runBy: "here" },
   { name: "its wrangler.jsonc", claims: (b) => b.lang === "jsonc", runBy: "here" },
   { name: "a Next.js route", claims: (b) => b.code.includes("export function GET("), runBy: "here" },
@@ -79,7 +85,7 @@ const RUNNERS: { name: string; claims(block: Block): boolean; runBy: string }[] 
 function blockOf(name: string): Block {
   const runner = RUNNERS.find((r) => r.name === name);
   const claimed = BLOCKS.filter((block) => runner?.claims(block));
-  if (claimed.length !== 1) throw new Error(`README.md has ${claimed.length} blocks for ${name}, not 1`);
+  if (claimed.length !== 1) throw new Error(`README.md and docs/ have ${claimed.length} blocks for ${name}, not 1`);
   return claimed[0] as Block;
 }
 
@@ -161,7 +167,7 @@ const checkoutImports: Plugin = {
   },
 };
 
-describe("README.md code blocks", () => {
+describe("the code blocks of README.md and docs/", () => {
   test("the Node entry's block names functions that eventsource-server/node exports", async () => {
     const block = blockOf("the Node entry's functions");
     const node = await import("eventsource-server/node");
@@ -174,7 +180,7 @@ describe("README.md code blocks", () => {
     expect(BLOCKS.length).toBeGreaterThan(10);
     for (const block of BLOCKS) {
       const claimants = RUNNERS.filter((runner) => runner.claims(block)).map((runner) => runner.name);
-      expect(claimants, `README.md line ${block.line} (${block.lang} ${block.flag})`).toHaveLength(1);
+      expect(claimants, `${block.file} line ${block.line} (${block.lang} ${block.flag})`).toHaveLength(1);
     }
     for (const runner of RUNNERS) {
       const file = /test\/\S+\.ts/.exec(runner.runBy)?.[0];
@@ -214,6 +220,26 @@ describe("README.md code blocks", () => {
       expect((await last).done).toBe(true);
       expect(getEventListeners(controller.signal, "abort")).toHaveLength(0);
       expect(vi.getTimerCount()).toBe(0);
+    });
+
+    test("starts from the first tick when the client's Last-Event-ID is not a safe whole number", async () => {
+      const { handler } = (await import(await moduleOf("handler-hostile.ts", ""))) as {
+        handler(request: Request): Response;
+      };
+      const hostile = ["9".repeat(1_000), "1e400", "9007199254740993", "-1", "abc", "Infinity", "NaN"];
+      for (const id of hostile) {
+        const response = handler(new Request("http://localhost/events", { headers: { "last-event-id": id } }));
+        const reader = readerOf(response);
+        const decoder = new TextDecoder();
+        try {
+          expect(decoder.decode((await reader.read()).value)).toBe("retry: 2000\n\n");
+          expect(decoder.decode((await reader.read()).value), `Last-Event-ID ${id.slice(0, 20)}`).toMatch(
+            /^event: tick\nid: 1\ndata: /,
+          );
+        } finally {
+          await reader.cancel();
+        }
+      }
     });
 
     test("streams a hundred ticks through eventSourceResponse without a MaxListenersExceededWarning", async () => {
@@ -270,12 +296,13 @@ describe("README.md code blocks", () => {
     await servesTicks(process.execPath, [outfile], port);
   });
 
-  test("the Next.js block is a route module whose GET streams the handler's ticks", async () => {
+  test("the Next.js block is a route module whose GET streams the handler's ticks, with no segment config", async () => {
     const route = (await import(await moduleOf("next-route.ts", blockOf("a Next.js route").code))) as {
-      dynamic: string;
+      dynamic?: string;
       GET(request: Request): Response;
     };
-    expect(route.dynamic).toBe("force-dynamic");
+    // `dynamic` breaks `next build` under cacheComponents (Next 16's default); reading the request is enough.
+    expect(route.dynamic).toBeUndefined();
     const controller = new AbortController();
     const response = route.GET(
       new Request("http://localhost/api/events", { headers: { "last-event-id": "41" }, signal: controller.signal }),
@@ -287,6 +314,33 @@ describe("README.md code blocks", () => {
       expect(new TextDecoder().decode((await reader.read()).value)).toMatch(/^event: tick\nid: 42\ndata: \d{4}-/);
     } finally {
       await reader.cancel();
+    }
+  });
+
+  test("the first server of the README serves its clock on node:http", async () => {
+    const port = await freePort();
+    const path = await moduleOf("first-server.js", blockOf("the first server").code, port, "");
+    const outfile = `${DIR}first-server.bundle.mjs`;
+    await build({
+      entryPoints: [path],
+      bundle: true,
+      platform: "node",
+      format: "esm",
+      outfile,
+      plugins: [checkoutImports],
+      logLevel: "silent",
+    });
+    const child = spawn(process.execPath, [outfile], { stdio: ["ignore", "ignore", "pipe"] });
+    const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+    try {
+      await answering(`http://127.0.0.1:${port}/`, child);
+      const { response, events } = await fetchEvents(`http://127.0.0.1:${port}/`, 2);
+      expect(response.headers.get("content-type")).toBe("text/event-stream; charset=utf-8");
+      expect(events.map((event) => event.event)).toEqual(["time", "time"]);
+      expect(Date.parse(events[1]?.data ?? "")).not.toBeNaN();
+    } finally {
+      child.kill("SIGTERM");
+      await exited;
     }
   });
 

@@ -245,16 +245,17 @@ describe("examples/relay: POST /chat re-serves an OpenAI-style stream", () => {
     ]);
   });
 
-  test("the README's recipes are relay.js's and client.js's own code, byte for byte", async () => {
-    const readme = await readFile(`${ROOT}README.md`, "utf8");
+  test("the recipes of docs/recipes.md are relay.js's and client.js's own code, byte for byte", async () => {
+    const readme = await readFile(`${ROOT}docs/recipes.md`, "utf8");
     for (const file of ["examples/relay/relay.js", "examples/relay/client.js"]) {
       const source = await readFile(`${ROOT}${file}`, "utf8");
       const recipe = /\/\/ #region recipe\n([\s\S]*?)\n\/\/ #endregion recipe/.exec(source)?.[1];
       expect(recipe, `${file} has a recipe region`).toBeDefined();
-      // A boolean, so a failure names the file instead of printing the whole README.
-      expect(readme.includes(`\`\`\`js ignore\n${recipe}\n\`\`\``), `README.md holds ${file}'s recipe verbatim`).toBe(
-        true,
-      );
+      // A boolean, so a failure names the file instead of printing the whole page.
+      expect(
+        readme.includes(`\`\`\`js ignore\n${recipe}\n\`\`\``),
+        `docs/recipes.md holds ${file}'s recipe verbatim`,
+      ).toBe(true);
     }
   });
 });
