@@ -1,8 +1,7 @@
 /**
- * Listening to abort signals with one listener per signal, however many streams wait on it: the natural
- * shutdown pattern gives one signal to every response, and Node warns (`MaxListenersExceededWarning`) past ten
- * listeners on one signal.
- *
+ * Listening to abort signals with one listener per signal, however many streams wait on it: the natural shutdown
+ * pattern gives one signal to every response, and Node warns (`MaxListenersExceededWarning`) past ten listeners on one
+ * signal.
  * @module
  */
 import { report } from "./errors.ts";

@@ -1,8 +1,7 @@
 /**
- * Text to UTF-8 bytes, each chunk in memory that belongs to one owner: one stream, or one channel for the events
- * all its subscribers share. No chunk of one response may give access to another's bytes (`chunk.buffer`), and
- * transferring one response's buffer must never empty another response's chunk.
- *
+ * Text to UTF-8 bytes, each chunk in memory that belongs to one owner: one stream, or one channel for the events all
+ * its subscribers share. No chunk of one response may give access to another's bytes (`chunk.buffer`), and transferring
+ * one response's buffer must never empty another response's chunk.
  * @module
  */
 import { freshBuffersAreDear } from "./runtime.ts";
@@ -20,9 +19,9 @@ export function freshBytes(text: string): Uint8Array {
 }
 
 /**
- * One owner's slabs: each text is written once into the current slab and handed out as a view of it, so a chunk
- * keeps its bytes, and a new slab is started when one is full or its buffer was transferred (detached). Slabs
- * start small and double up to 16 KB, since an idle owner still holds its last slab until `release()`.
+ * One owner's slabs: each text is written once into the current slab and handed out as a view of it, so a chunk keeps
+ * its bytes, and a new slab is started when one is full or its buffer was transferred (detached). Slabs start small and
+ * double up to 16 KB, since an idle owner still holds its last slab until `release()`.
  */
 export class Utf8Pool {
   #slab: Uint8Array | undefined;
@@ -53,8 +52,8 @@ export class Utf8Pool {
 }
 
 /**
- * `bytes` in a buffer of their own: for chunks kept long after they were sent (a replay ring), so that a small
- * chunk does not keep a whole slab alive.
+ * `bytes` in a buffer of their own: for chunks kept long after they were sent (a replay ring), so that a small chunk
+ * does not keep a whole slab alive.
  */
 export function ownBytes(bytes: Uint8Array): Uint8Array {
   return bytes.byteLength === bytes.buffer.byteLength ? bytes : bytes.slice();

@@ -1,8 +1,7 @@
 /**
  * `EventChannel`: `emit` from anywhere, and every subscriber receives the event. Each event is checked and encoded
- * once, and the same bytes are written to every subscriber; what a resuming client is owed is `history.ts`'s
- * business, and each stream's life is `stream.ts`'s.
- *
+ * once, and the same bytes are written to every subscriber; what a resuming client is owed is `history.ts`'s business,
+ * and each stream's life is `stream.ts`'s.
  * @module
  */
 import { Utf8Pool } from "./bytes.ts";
@@ -21,55 +20,10 @@ import type { EventChannelOptions, EventInput, EventSourceResponseInit } from ".
 const OVER_CAP_MS = 1_000;
 
 /**
- * A broadcast channel of events: `emit` an event once, and every client connected through `response()`
- * receives it. Use one channel per topic, in a long-lived place (a module, a Durable Object).
- *
- * `emit` checks and encodes each event once and queues the same bytes for every subscriber; it never awaits
- * and never waits for a slow client. Each subscriber counts its unread bytes, and one whose backlog stays above
- * `maxBufferedBytes` for a second is closed (normally, so its client reconnects and resumes) while the others
- * go on; a burst, or one event larger than the cap, still reaches every client that reads it.
- *
- * A client that reconnects with a `Last-Event-ID` resumes: with `replay: N` from the last `N` events kept in
- * memory, with `history` from a log every instance shares (its `after(id)`), receiving every event after its
- * id, then the live ones, with nothing lost or doubled. A client whose id the history does not hold gets the
- * `onHistoryLost` event, then live events; without `onHistoryLost`, a `replay` channel sends its whole memory
- * and a `history` channel live events only. A client without a `Last-Event-ID` receives live events only.
- *
- * Throws a `TypeError` for an invalid option: `replay` must be a non-negative safe integer, `history` an object
- * with an `after` method (and not together with `replay`), `onHistoryLost` and `serialize` functions,
- * `maxBufferedBytes` a positive safe integer.
- *
- * @param options `replay` or `history`, `onHistoryLost`, `maxBufferedBytes` and `serialize`.
- * @see https://html.spec.whatwg.org/multipage/server-sent-events.html#the-last-event-id-header
- *
- * @example Every subscriber receives every event emitted after it subscribed
- * ```ts
- * import assert from "node:assert/strict";
- * import { EventChannel } from "eventsource-server";
- *
- * const channel = new EventChannel();
- * const alice = channel.response(new Request("http://localhost/events"));
- * const bob = channel.response(new Request("http://localhost/events"));
- * assert.equal(channel.subscribers, 2);
- * channel.emit({ event: "note", data: "hello" });
- * channel.close();
- * assert.equal(await alice.text(), ":\n\nevent: note\ndata: hello\n\n");
- * assert.equal(await bob.text(), ":\n\nevent: note\ndata: hello\n\n");
- * ```
- *
- * @example A reconnecting client resumes after its last event ID
- * ```ts
- * import assert from "node:assert/strict";
- * import { EventChannel } from "eventsource-server";
- *
- * const channel = new EventChannel({ replay: 100 });
- * for (let id = 1; id <= 3; id++) channel.emit({ id, data: `event ${id}` });
- * const request = new Request("http://localhost/events", { headers: { "last-event-id": "2" } });
- * const response = channel.response(request, { retry: 1_000 });
- * channel.emit({ id: 4, data: "event 4" });
- * channel.close();
- * assert.equal(await response.text(), "retry: 1000\n\nid: 3\ndata: event 3\n\nid: 4\ndata: event 4\n\n");
- * ```
+ * A broadcast channel: `emit` an event once, and every client connected through `response()` receives it. Each event is
+ * checked and encoded once; a subscriber whose unread bytes stay above `maxBufferedBytes` for a second is closed, and a
+ * client that reconnects with a `Last-Event-ID` resumes from `replay` or `history`. Throws a `TypeError` for an invalid
+ * option. See docs/channel.md.
  */
 export class EventChannel<Events extends Record<string, unknown> = Record<string, unknown>> {
   readonly #options: ChannelOptions;
@@ -90,26 +44,9 @@ export class EventChannel<Events extends Record<string, unknown> = Record<string
   }
 
   /**
-   * Sends one event to every subscriber, and keeps it in the history when `replay` is set. Returns at once:
-   * the bytes are queued, never awaited.
-   *
-   * Throws a `TypeError`, and sends nothing, for an input `encodeEvent` would reject, and after `close()`.
-   *
-   * @param input A string (the data of a `message` event) or an event object.
-   *
-   * @example Emit a named event with JSON data
-   * ```ts
-   * import assert from "node:assert/strict";
-   * import { EventChannel } from "eventsource-server";
-   *
-   * const channel = new EventChannel();
-   * const response = channel.response();
-   * channel.emit({ event: "price", data: { symbol: "ACME", cents: 1234 } });
-   * assert.throws(() => channel.emit({ event: "a\nb" }), TypeError);
-   * channel.close();
-   * assert.throws(() => channel.emit("late"), TypeError);
-   * assert.equal(await response.text(), ':\n\nevent: price\ndata: {"symbol":"ACME","cents":1234}\n\n');
-   * ```
+   * Sends one event to every subscriber, and keeps it when `replay` is set; returns at once, never awaiting. Throws a
+   * `TypeError`, and sends nothing, for an input `encodeEvent` rejects, an id no client could send back, and after
+   * `close()`.
    */
   emit(input: EventInput<Events>): void {
     if (this.#closed) fail("EventChannel.emit", "the channel is closed; make a new EventChannel");
@@ -122,39 +59,9 @@ export class EventChannel<Events extends Record<string, unknown> = Record<string
   }
 
   /**
-   * A streaming `text/event-stream` response that subscribes to this channel, at once: every event emitted
-   * after this call reaches it, even before its body is first read. When the request carries a `Last-Event-ID`
-   * (header or `lastEventId` query parameter), the history is replayed first (see the class).
-   *
-   * The first chunk (the `retry:` field, else a comment) is written at once. The subscriber leaves when its
-   * body is cancelled, when the request's signal or `init.signal` aborts (the body then closes normally), when
-   * it stays more than `maxBufferedBytes` behind for a second, when its `maxDuration` is up, or when the channel
-   * closes. After `close()`, the body closes right after its first chunk.
-   *
-   * Throws a `TypeError` for a `request` that is not a `Request` and for an invalid `init` option, as
-   * `eventSourceResponse` does. `init.serialize` and `init.onError` are `TypeError`s too: a channel encodes once
-   * for every subscriber (pass `serialize` to the constructor), and has no source that could fail.
-   *
-   * @param request The request being answered: its signal ends the subscription, its `Last-Event-ID` picks the
-   *   replay. Also accepted as `init.request`.
-   * @param init `ResponseInit` (`status`, `headers`, …) plus `signal`, `retry` and `keepAlive` (default 8000 ms).
-   * @returns A `Response` with a `ReadableStream<Uint8Array>` body and the event-stream headers.
-   *
-   * @example A Fetch handler
-   * ```ts
-   * import assert from "node:assert/strict";
-   * import { EventChannel } from "eventsource-server";
-   *
-   * const channel = new EventChannel({ replay: 50 });
-   * function handle(request: Request): Response {
-   *   return channel.response(request, { retry: 2_000 });
-   * }
-   * const response = handle(new Request("http://localhost/events"));
-   * assert.equal(response.headers.get("content-type"), "text/event-stream; charset=utf-8");
-   * channel.emit("hello");
-   * channel.close();
-   * assert.equal(await response.text(), "retry: 2000\n\ndata: hello\n\n");
-   * ```
+   * A `text/event-stream` response subscribed at once: every event emitted after this call reaches it. With a
+   * `Last-Event-ID`, what the client missed comes first. `init` takes `eventSourceResponse`'s options but `serialize`
+   * and `onError` (a `TypeError`: the channel encodes once, and has no source to fail).
    */
   response(request?: Request, init?: EventSourceResponseInit): Response {
     const where = "EventChannel.response";
@@ -186,37 +93,8 @@ export class EventChannel<Events extends Record<string, unknown> = Record<string
   }
 
   /**
-   * Ends every subscriber stream normally and stops every timer; their clients reconnect (to wherever the
-   * channel's replacement is). `last`, when given, is written to every open subscriber first, as its final event
-   * (a farewell such as `{ retry: 1_000, comment: "restarting" }`). Calling it again does nothing. After it,
-   * `emit` throws and `response()` is a body that closes right after its first chunk.
-   *
-   * Throws a `TypeError`, and closes nothing, for a `last` that `emit` would reject.
-   *
-   * @param last The final event of every open stream.
-   *
-   * @example Close the channel when its topic ends
-   * ```ts
-   * import assert from "node:assert/strict";
-   * import { EventChannel } from "eventsource-server";
-   *
-   * const channel = new EventChannel();
-   * const response = channel.response();
-   * channel.close();
-   * assert.equal(channel.subscribers, 0);
-   * assert.equal(await response.text(), ":\n\n");
-   * ```
-   *
-   * @example A farewell before a restart: a short reconnection time, and a comment
-   * ```ts
-   * import assert from "node:assert/strict";
-   * import { EventChannel } from "eventsource-server";
-   *
-   * const channel = new EventChannel();
-   * const response = channel.response();
-   * channel.close({ retry: 1_000, comment: "restarting" });
-   * assert.equal(await response.text(), ":\n\n:restarting\nretry: 1000\n\n");
-   * ```
+   * Writes `last`, if given, to every open subscriber, then ends every stream normally; their clients reconnect.
+   * Calling it again does nothing; after it `emit` throws, and `response()` closes after its first chunk.
    */
   close(last?: EventInput<Events>): void {
     const farewell = last === undefined ? undefined : this.#entry("EventChannel.close", last);
@@ -313,14 +191,14 @@ class Subscriber implements Producer {
   }
 
   /**
-   * A backlog above the cap is closed only once it has stayed there a second, each time it goes over: a burst, or
-   * one event larger than the cap, still reaches a client that reads it, while one that stopped reading is closed
-   * at the next check.
+   * A backlog above the cap is closed only once it has stayed there a second, each time it goes over: a burst, or one
+   * event larger than the cap, still reaches a client that reads it, while one that stopped reading is closed at the
+   * next check.
    */
   #check(now: number): void {
     const { resume } = this;
-    // While a replay is written, only the live events held behind it count: the replay is read only as fast as
-    // the client reads it, and is what the client asked for.
+    // While a replay is written, only the live events held behind it count: the replay is read only as fast as the
+    // client reads it, and is what the client asked for.
     const behind = resume?.replaying ? resume.heldBytes : this.stream.unread();
     if (behind <= this.#maxBufferedBytes) this.overSince = undefined;
     else if (this.overSince === undefined) this.overSince = now;

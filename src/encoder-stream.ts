@@ -4,24 +4,12 @@ import { serializerOf } from "./options.ts";
 import type { EncodeOptions, EventInput } from "./types.ts";
 
 /**
- * A `TransformStream` that turns each event into one chunk: the UTF-8 bytes of `encodeEvent(input)`.
- *
- * An invalid input errors the stream with the `TypeError` that `encodeEvent` would throw. Constructing it
- * with a `serialize` that is not a function throws a `TypeError`.
- *
+ * A `TransformStream` that turns each event into one chunk: the UTF-8 bytes of `encodeEvent(input)`. An invalid input
+ * errors the stream with the `TypeError` that `encodeEvent` would throw. Constructing it with a `serialize` that is not
+ * a function throws a `TypeError`.
  * @param options `serialize` turns non-string `data` into text.
  * @default serialize JSON.stringify
  * @see https://html.spec.whatwg.org/multipage/server-sent-events.html#event-stream-interpretation
- *
- * @example Encode a stream of events
- * ```ts
- * import assert from "node:assert/strict";
- * import { EventSourceEncoderStream } from "eventsource-server";
- *
- * const events = ReadableStream.from(["hello", { event: "tick", data: "1" }]);
- * const text = await new Response(events.pipeThrough(new EventSourceEncoderStream())).text();
- * assert.equal(text, "data: hello\n\nevent: tick\ndata: 1\n\n");
- * ```
  */
 export class EventSourceEncoderStream<
   Events extends Record<string, unknown> = Record<string, unknown>,

@@ -1,7 +1,6 @@
 /**
- * The one way this package builds a `TypeError`, so every message reads the same:
- * `<api>: <what is wrong>, got <value>`, with an optional `; <the fix>`. `options.cause` keeps the error that
- * led to this one.
+ * The one way this package builds a `TypeError`, so every message reads the same: `<api>: <what is wrong>, got
+ * <value>`, with an optional `; <the fix>`. `options.cause` keeps the error that led to this one.
  */
 export function fail(where: string, problem: string, options?: ErrorOptions): never {
   throw new TypeError(`${where}: ${problem}`, options);
@@ -23,8 +22,8 @@ export function shown(value: unknown): string {
 }
 
 /**
- * Fails for the first own key of `object` that is not in `known`, naming the closest known one: a misspelt
- * option would otherwise be ignored without a word.
+ * Fails for the first own key of `object` that is not in `known`, naming the closest known one: a misspelt option would
+ * otherwise be ignored without a word.
  */
 export function checkKeys(where: string, path: string, object: object, known: readonly string[]): void {
   for (const key of Object.keys(object)) {

@@ -1,11 +1,9 @@
 /**
- * The seam between a channel's subscriber and Node's entry. `sendResponse` writes what a subscriber's body holds;
- * once it holds nothing, the stream can be handed to a sink that writes to the HTTP/1 response itself, and every
- * later event costs one write instead of a read, a pull and their promises.
- *
- * The offer is a property of the body under a global symbol, not an entry in a module's map: an app that has two
- * copies of this package (one bundled by a framework, one of its own) still hands off between them.
- *
+ * The seam between a channel's subscriber and Node's entry. `sendResponse` writes what a subscriber's body holds; once
+ * it holds nothing, the stream can be handed to a sink that writes to the HTTP/1 response itself, and every later event
+ * costs one write instead of a read, a pull and their promises. The offer is a property of the body under a global
+ * symbol, not an entry in a module's map: an app that has two copies of this package (one bundled by a framework, one
+ * of its own) still hands off between them.
  * @module
  */
 import type { Sink } from "./stream.ts";
@@ -16,8 +14,8 @@ const HAND_OFF = Symbol.for("eventsource-server.handOff.v1");
 /** What a body that can be handed off offers. */
 export interface HandOff {
   /**
-   * Moves the stream's output to `sink` when every byte queued so far has been read and nothing is held back
-   * (a replay under way); true when it did. After that, `sink.unread()` is what the channel's cap reads.
+   * Moves the stream's output to `sink` when every byte queued so far has been read and nothing is held back (a replay
+   * under way); true when it did. After that, `sink.unread()` is what the channel's cap reads.
    */
   handOff(sink: Sink): boolean;
   /** The sink's backlog has fallen (Node's `drain`): a backlog above the cap starts its second over again. */

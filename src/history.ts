@@ -1,7 +1,6 @@
 /**
- * What a channel keeps of its events for resuming clients: each event with the id a client will send back, and
- * the memory ring (`replay: N`) of the last N. A shared log (`history`) is the user's; `resume.ts` reads either.
- *
+ * What a channel keeps of its events for resuming clients: each event with the id a client will send back, and the
+ * memory ring (`replay: N`) of the last N. A shared log (`history`) is the user's; `resume.ts` reads either.
  * @module
  */
 import { ownBytes } from "./bytes.ts";
@@ -23,13 +22,13 @@ export function writeEntry(stream: EventStream, entry: Entry, now?: number): voi
   stream.counted(entry.dispatches, entry.id);
 }
 
-// HTTP trims a header value's leading and trailing spaces and tabs, and a lone surrogate cannot survive UTF-8:
-// a client could never send such an id back.
+// HTTP trims a header value's leading and trailing spaces and tabs, and a lone surrogate cannot survive UTF-8: a client
+// could never send such an id back.
 const UNRESUMABLE_ID = /^[ \t]|[ \t]$|\p{Surrogate}/u;
 
 /**
- * The id a client will send back for this event: the `id:` field exactly as written, or none. An id that could
- * not come back unchanged in a `Last-Event-ID` header is a `TypeError`: a client could never resume from it.
+ * The id a client will send back for this event: the `id:` field exactly as written, or none. An id that could not come
+ * back unchanged in a `Last-Event-ID` header is a `TypeError`: a client could never resume from it.
  */
 export function resumableId(where: string, input: EventInput): string | undefined {
   if (typeof input === "string" || input === null || typeof input !== "object") return undefined;

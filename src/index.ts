@@ -1,11 +1,8 @@
 /**
- * Server-Sent Events for any runtime that speaks the Fetch API.
- *
- * `eventSourceResponse(source)` turns an async iterable of events into a streaming `Response`; `EventChannel`
- * fans events emitted from anywhere out to every connected client;
- * `EventSourceEncoderStream` and `encodeEvent` are the encoder under it; `lastEventId(request)` reads where a
+ * Server-Sent Events for any runtime that speaks the Fetch API. `eventSourceResponse(source)` turns an async iterable
+ * of events into a streaming `Response`; `EventChannel` fans events emitted from anywhere out to every connected
+ * client; `EventSourceEncoderStream` and `encodeEvent` are the encoder under it; `lastEventId(request)` reads where a
  * reconnecting client left off.
- *
  * @see https://html.spec.whatwg.org/multipage/server-sent-events.html
  * @module
  */

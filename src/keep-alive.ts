@@ -1,16 +1,15 @@
 /**
- * The one schedule of every stream's silence checks: heartbeats, and deadlines (a deadline is a silence that
- * nothing breaks). 10,000 idle streams cost one timer, and each heartbeat still comes exactly `silenceMs` after
- * the stream's last write.
- *
+ * The one schedule of every stream's silence checks: heartbeats, and deadlines (a deadline is a silence that nothing
+ * breaks). 10,000 idle streams cost one timer, and each heartbeat still comes exactly `silenceMs` after the stream's
+ * last write.
  * @module
  */
 import { report } from "./errors.ts";
 import { timersOutliveTheirRequest } from "./runtime.ts";
 
 /**
- * A stream as the schedule sees it. A stream is its own entry, with these fields and `onSilence` a method, so an
- * idle stream holds no watch object and no closures for its keep-alive.
+ * A stream as the schedule sees it. A stream is its own entry, with these fields and `onSilence` a method, so an idle
+ * stream holds no watch object and no closures for its keep-alive.
  */
 export interface Watched {
   /** 0 while not watched. */
@@ -39,8 +38,8 @@ export interface Schedule {
   timerDue: number;
 }
 
-// Keyed by the setTimeout in force when a stream starts, so that a test's fake timers get a schedule of their
-// own and never share one with streams started under real timers.
+// Keyed by the setTimeout in force when a stream starts, so that a test's fake timers get a schedule of their own and
+// never share one with streams started under real timers.
 const schedules = new Map<SetTimer, Schedule>();
 
 /** Starts watching: `onSilence` is called each time `silenceMs` pass with no `touch`. */
@@ -82,8 +81,8 @@ function ownCheck(watched: Watched): void {
 }
 
 /**
- * Writes a heartbeat if the stream has been silent long enough, and sets when to look next. A throw fails that
- * stream alone; false then.
+ * Writes a heartbeat if the stream has been silent long enough, and sets when to look next. A throw fails that stream
+ * alone; false then.
  */
 function check(watched: Watched, now: number): boolean {
   try {
@@ -228,8 +227,8 @@ export function silenceTimer(silenceMs: number, onSilence: () => void): SilenceT
 }
 
 /**
- * Calls `onDue` once, `ms` from now, on the shared schedule, so 10,000 streams with a `maxDuration` still cost
- * one timer. Returns how to cancel it.
+ * Calls `onDue` once, `ms` from now, on the shared schedule, so 10,000 streams with a `maxDuration` still cost one
+ * timer. Returns how to cancel it.
  */
 export function deadline(ms: number, onDue: () => void): () => void {
   const timer = silenceTimer(ms, () => {

@@ -1,7 +1,6 @@
 /**
  * Every options object of the package, checked once, before anything starts: defaults filled in, each bad value a
  * `TypeError` that names it, and each unknown key a `TypeError` that names the closest known one.
- *
  * @module
  */
 import { isSignal } from "./abort.ts";

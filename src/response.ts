@@ -1,6 +1,5 @@
 /**
  * `eventSourceResponse`: a stream fed by a source, and the headers of every event-stream response.
- *
  * @module
  */
 import { encodeWith } from "./encode.ts";
@@ -13,66 +12,18 @@ import type { EventInput, EventSourceResponseInit, EventSourceSource, EventStrea
 
 const DEFAULT_HEADERS: readonly (readonly [string, string])[] = [
   ["content-type", "text/event-stream; charset=utf-8"],
-  // no-transform: compression middleware (Express's compression()), Next.js and some proxies otherwise compress
-  // the stream and hold its bytes back.
+  // no-transform: compression middleware (Express's compression()), Next.js and some proxies otherwise compress the
+  // stream and hold its bytes back.
   ["cache-control", "no-cache, no-transform"],
   // nginx buffers proxied responses unless told not to.
   ["x-accel-buffering", "no"],
 ];
 
 /**
- * Makes a streaming `text/event-stream` response of an async iterable, an iterable, a `ReadableStream`, or a
- * function returning one of them. Returns at once; the source is read as the client reads the body.
- *
- * Throws a `TypeError`, synchronously, for a source of none of those forms (a bare string included) and for an
- * invalid `init` option.
- *
- * The first chunk (the `retry:` field, else a comment) is written at once, so headers reach the client before
- * the first event. Each event is written as soon as the source yields it, and the source is pulled only as
- * fast as the client reads. When the client leaves or `init.signal` aborts, the source is stopped (a
- * generator's `finally` runs, a stream is cancelled), the context signal aborts and the keep-alive timer ends.
- * When the source throws or yields an invalid event, `onError` is called once and the body closes normally.
- *
- * @param source The events, or a function of `{ signal, lastEventId }` that returns them.
- * @param init `ResponseInit` (`status`, `headers`, …) plus `request`, `signal`, `retry`, `keepAlive`,
- *   `serialize` and `onError`.
- * @returns A `Response` with a `ReadableStream<Uint8Array>` body and the event-stream headers.
- * @see https://html.spec.whatwg.org/multipage/server-sent-events.html
- *
- * @example A Fetch handler that counts to three
- * ```ts
- * import assert from "node:assert/strict";
- * import { eventSourceResponse } from "eventsource-server";
- *
- * async function* count() {
- *   for (let n = 1; n <= 3; n++) yield { event: "count", data: String(n) };
- * }
- * const response = eventSourceResponse(count());
- * assert.equal(response.headers.get("content-type"), "text/event-stream; charset=utf-8");
- * assert.equal(
- *   await response.text(),
- *   ":\n\nevent: count\ndata: 1\n\nevent: count\ndata: 2\n\nevent: count\ndata: 3\n\n",
- * );
- * ```
- *
- * @example A source that resumes after the client's last event ID and stops when the client leaves
- * ```ts
- * import assert from "node:assert/strict";
- * import { eventSourceResponse } from "eventsource-server";
- *
- * const request = new Request("http://localhost/events", { headers: { "last-event-id": "41" } });
- * const response = eventSourceResponse(
- *   async function* ({ signal, lastEventId }) {
- *     let id = Number(lastEventId ?? 0);
- *     while (!signal.aborted) yield { id: ++id, data: "tick" };
- *   },
- *   { request, retry: 2_000 },
- * );
- * const reader = response.body!.pipeThrough(new TextDecoderStream()).getReader();
- * assert.equal((await reader.read()).value, "retry: 2000\n\n");
- * assert.equal((await reader.read()).value, "id: 42\ndata: tick\n\n");
- * await reader.cancel();
- * ```
+ * A streaming `text/event-stream` response of an async iterable, an iterable, a `ReadableStream`, or a function of `{
+ * signal, lastEventId }` returning one; returns at once. The first chunk is written at once, the source is pulled only
+ * as fast as the client reads, and it is stopped (a generator's `finally` runs) when the stream ends. Throws a
+ * `TypeError` for a source of none of those forms and for an invalid option. See docs/reference.md.
  */
 export function eventSourceResponse<Input extends EventInput>(
   source: EventSourceSource<Input & KnownKeys<Input>>,
@@ -100,8 +51,8 @@ export function requestedId(options: StreamOptions): string | null {
 }
 
 /**
- * A source as a stream's producer: one event per pull, `onError` for a source that fails, and the source stopped
- * (a generator's `finally` run, a stream cancelled) whenever the stream ends first.
+ * A source as a stream's producer: one event per pull, `onError` for a source that fails, and the source stopped (a
+ * generator's `finally` run, a stream cancelled) whenever the stream ends first.
  */
 class SourceProducer implements Producer {
   #source: EventSourceSource | undefined;
@@ -179,8 +130,8 @@ class SourceProducer implements Producer {
   }
 
   /**
-   * `onError` decides the last words, then the body closes; a throw from `onError`, or a rejection of the promise
-   * an `async` one returns, errors the body.
+   * `onError` decides the last words, then the body closes; a throw from `onError`, or a rejection of the promise an
+   * `async` one returns, errors the body.
    */
   #failed(error: unknown): void | Promise<void> {
     const stream = this.#stream;
@@ -237,8 +188,8 @@ class SourceProducer implements Producer {
   }
 
   /**
-   * One event per pull. Plain callbacks rather than async functions: each `await` layer would cost a promise per
-   * event, and a synchronous source costs none at all.
+   * One event per pull. Plain callbacks rather than async functions: each `await` layer would cost a promise per event,
+   * and a synchronous source costs none at all.
    */
   #advance(from: Puller): void | Promise<void> {
     let next: ReturnType<Puller["next"]>;

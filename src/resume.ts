@@ -1,8 +1,7 @@
 /**
- * One resuming client's seam: its replay written as fast as it reads, the live events held meanwhile, and those
- * it already has dropped once a log has answered. Ids are opaque here, so the only order relied on is the live
- * feed's: it comes in the log's order.
- *
+ * One resuming client's seam: its replay written as fast as it reads, the live events held meanwhile, and those it
+ * already has dropped once a log has answered. Ids are opaque here, so the only order relied on is the live feed's: it
+ * comes in the log's order.
  * @module
  */
 import { freshBytes } from "./bytes.ts";
@@ -39,8 +38,8 @@ class Timeout extends Error {
 }
 
 /**
- * One client's resume, from the call to `response()` until the live feed has passed its replay. The channel
- * hands it every live event (`offer`) and tells it when the client has read everything (`pull`).
+ * One client's resume, from the call to `response()` until the live feed has passed its replay. The channel hands it
+ * every live event (`offer`) and tells it when the client has read everything (`pull`).
  */
 export class Resume {
   /** The bytes of the live events held while the replay is written. */
@@ -122,9 +121,9 @@ export class Resume {
   }
 
   /**
-   * The channel is closing: writes, now, what the client is owed and can be written at once (the rest of the
-   * memory's answer, or of a log's answer that gives its events synchronously, then the held events). Anything
-   * else is left: the client resumes from the last id it has.
+   * The channel is closing: writes, now, what the client is owed and can be written at once (the rest of the memory's
+   * answer, or of a log's answer that gives its events synchronously, then the held events). Anything else is left: the
+   * client resumes from the last id it has.
    */
   flush(): void {
     if (this.#finishing || this.#stopped) return;
@@ -258,8 +257,8 @@ export class Resume {
   }
 
   /**
-   * Writes the held events the client does not have, then, after a log's replay, filters live events until the
-   * feed has passed it.
+   * Writes the held events the client does not have, then, after a log's replay, filters live events until the feed has
+   * passed it.
    */
   #release(lost: Lost | undefined): void {
     if (this.#stopped) return;
@@ -274,8 +273,8 @@ export class Resume {
     this.#finished = true;
     const replayed = this.#replayed;
     // The cut, after a log's answer: the last held event the client already has (its own id, or a replayed one).
-    // Everything after it is newer than anything replayed, since the live feed comes in the log's order. The
-    // memory ring's answer was taken when the client came, so every held event is newer.
+    // Everything after it is newer than anything replayed, since the live feed comes in the log's order. The memory
+    // ring's answer was taken when the client came, so every held event is newer.
     let from = 0;
     let passed = false;
     if (this.#fromLog) {

@@ -1,9 +1,8 @@
 /**
- * The one lifecycle of every event stream this package makes, whatever feeds it (a source, or a channel):
- * the first chunk, heartbeats, the `maxDuration` deadline, the signals that end it, flow control, why it ended,
- * and the clean-up. A stream ends once, through `end`, and a stream that ends with bytes its client has not read
- * is dropped after 5 s, so a client that stopped reading holds no memory.
- *
+ * The one lifecycle of every event stream this package makes, whatever feeds it (a source, or a channel): the first
+ * chunk, heartbeats, the `maxDuration` deadline, the signals that end it, flow control, why it ended, and the clean-up.
+ * A stream ends once, through `end`, and a stream that ends with bytes its client has not read is dropped after 5 s, so
+ * a client that stopped reading holds no memory.
  * @module
  */
 import { type AbortTarget, listen, unlisten } from "./abort.ts";
@@ -28,8 +27,8 @@ export const UNREAD_GRACE_MS = 5_000;
 export const UNREAD_ERROR_NAME = "EventStreamUnreadError";
 
 /**
- * Counted in bytes, with a high-water mark of one: `pull` is called exactly when nothing is queued, and the bytes
- * the client has not read yet are `1 - desiredSize`.
+ * Counted in bytes, with a high-water mark of one: `pull` is called exactly when nothing is queued, and the bytes the
+ * client has not read yet are `1 - desiredSize`.
  */
 const QUEUE: QueuingStrategy<Uint8Array> = { highWaterMark: 1, size: (chunk) => chunk.byteLength };
 
@@ -59,8 +58,8 @@ export interface Sink {
 }
 
 /**
- * One open stream. One object with its methods on a shared prototype, and it is its own keep-alive entry and its
- * own abort listener: an idle connection holds little more than these fields.
+ * One open stream. One object with its methods on a shared prototype, and it is its own keep-alive entry and its own
+ * abort listener: an idle connection holds little more than these fields.
  */
 export class EventStream implements Watched, AbortTarget {
   silenceMs = 0;
@@ -207,8 +206,8 @@ export class EventStream implements Watched, AbortTarget {
   }
 
   /**
-   * Moves the stream's output to `sink`, if every byte queued so far has been read (so none can come after the
-   * sink's) and its producer holds nothing back. Synchronous: no write falls between the check and the move.
+   * Moves the stream's output to `sink`, if every byte queued so far has been read (so none can come after the sink's)
+   * and its producer holds nothing back. Synchronous: no write falls between the check and the move.
    */
   handOff(sink: Sink): boolean {
     if (this.ended !== undefined || !this.reading || this.#sink !== undefined || this.unread() !== 0) return false;
@@ -223,8 +222,8 @@ export class EventStream implements Watched, AbortTarget {
   }
 
   /**
-   * Every way the stream ends comes through here, once: its timers and listeners go, its producer stops, and,
-   * with `closeBody`, the body closes after its queued bytes (not when the body was cancelled or must error).
+   * Every way the stream ends comes through here, once: its timers and listeners go, its producer stops, and, with
+   * `closeBody`, the body closes after its queued bytes (not when the body was cancelled or must error).
    */
   end(reason: EndReason, cause?: unknown, closeBody = true): void {
     if (this.ended !== undefined) return;

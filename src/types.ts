@@ -1,9 +1,6 @@
 /**
- * One event, as the fields of the `text/event-stream` wire format. Every field is optional.
- *
- * `Data` types `data` and `Type` types `event`; both default to what any event may hold, so
- * `ServerSentEvent<number, "tick">` is a `tick` event whose data is a number.
- *
+ * One event, as the fields of the wire format; every field is optional. `ServerSentEvent<number, "tick">` is a `tick`
+ * event whose data is a number.
  * @see https://html.spec.whatwg.org/multipage/server-sent-events.html#event-stream-interpretation
  */
 export interface ServerSentEvent<Data = unknown, Type extends string = string> {
@@ -23,36 +20,9 @@ export interface ServerSentEvent<Data = unknown, Type extends string = string> {
 }
 
 /**
- * What a source may yield and what `emit` takes: a bare string is the data of a `message` event.
- *
- * Without a type argument, any string or `ServerSentEvent`. With a map from event type to data type, only those
- * types, each with its own data: `event` is required, except on a `message` event (the type a client gets when
- * `event` is left out), whose data is `Events["message"]`; `data` is required unless its type allows
- * `undefined`; a bare string is allowed only where `Events["message"]` accepts a string; and an event with
- * neither `event` nor `data` (only `id`, `retry` or `comment`, which no client dispatches) is always allowed.
- *
- * Declare the map with `type`, not `interface`: TypeScript gives an interface no index signature, so it is not a
- * `Record<string, unknown>`.
- *
- * @example Only the mapped event types, each with its own data
- * ```ts
- * import assert from "node:assert/strict";
- * import { type EventInput, encodeEvent } from "eventsource-server";
- *
- * type Events = { tick: number; message: string };
- * const events: EventInput<Events>[] = [
- *   { event: "tick", data: 1 },
- *   "hello", // a message event, and Events["message"] is a string
- *   { retry: 5_000 }, // no event type and no data: nothing is dispatched
- *   // { event: "tick", data: "1" }  does not compile: a tick's data is a number
- *   // { event: "tock", data: 1 }    does not compile: "tock" is not in the map
- * ];
- * assert.deepEqual(events.map((event) => encodeEvent(event)), [
- *   "event: tick\ndata: 1\n\n",
- *   "data: hello\n\n",
- *   "retry: 5000\n\n",
- * ]);
- * ```
+ * What a source may yield and what `emit` takes: a bare string (the data of a `message` event) or an event. With a map
+ * from event type to data type (declared with `type`, not `interface`), only those types, each with its own data; an
+ * event with only `id`, `retry` or `comment` is always allowed. See docs/typescript.md.
  */
 export type EventInput<Events extends Record<string, unknown> = Record<string, unknown>> =
   // A map with an index signature names no event types: every type is allowed, with that data.
@@ -64,8 +34,8 @@ export type EventInput<Events extends Record<string, unknown> = Record<string, u
         | { [Type in keyof Events & string]: EventOfType<Events[Type], Type> }[keyof Events & string];
 
 /**
- * One event of a map's type `Type`: `event` is required (a `message` event may leave it out), and so is `data`
- * unless `Data` allows `undefined`.
+ * One event of a map's type `Type`: `event` is required (a `message` event may leave it out), and so is `data` unless
+ * `Data` allows `undefined`.
  */
 export type EventOfType<Data, Type extends string> = ServerSentEvent<Data, Type> &
   (Type extends "message" ? unknown : { event: Type }) &
@@ -84,9 +54,8 @@ type MessageString<Data> = unknown extends Data ? string : Extract<Data, string>
 type EventField = keyof ServerSentEvent;
 
 /**
- * `unknown` when every object in `Input` has only event fields; otherwise the unknown keys, each typed so that
- * no value fits. A source's yield type is inferred, not checked against a fresh object literal, so without this
- * `{ type: "tick", data: 1 }` would pass as an event with data and fail only at run time.
+ * `unknown` when every object in `Input` has only event fields; otherwise the unknown keys, typed so no value fits: a
+ * source's inferred yield type is not checked for excess keys, so `{ type: "tick" }` would pass.
  */
 export type KnownKeys<Input> = Input extends string
   ? unknown
@@ -101,8 +70,8 @@ export interface EventSourceContext {
 }
 
 /**
- * A sequence of events: async iterable, iterable or stream. An iterable must be an object: a bare string is an
- * iterable of characters, never a sequence of events.
+ * A sequence of events: async iterable, iterable or stream. An iterable must be an object: a bare string is an iterable
+ * of characters, never a sequence of events.
  */
 export type EventStreamLike<Input extends EventInput = EventInput> =
   | AsyncIterable<Input>
@@ -116,10 +85,7 @@ export type EventSourceSource<Input extends EventInput = EventInput> =
 
 /** Options shared by the encoder, the encoder stream and the channel. */
 export interface EncodeOptions {
-  /**
-   * Turns non-string `data` into text; must return a string.
-   * @default JSON.stringify
-   */
+  /** Turns non-string `data` into text; must return a string. @default JSON.stringify */
   serialize?: ((data: unknown) => string) | undefined;
 }
 
@@ -136,31 +102,20 @@ export interface EventSourceResponseInit extends ResponseInit {
    * @default 8000
    */
   keepAlive?: number | false | undefined;
-  /**
-   * Turns non-string `data` into text; must return a string.
-   * @default JSON.stringify
-   */
+  /** Turns non-string `data` into text; must return a string. @default JSON.stringify */
   serialize?: ((data: unknown) => string) | undefined;
   /**
-   * Called once when the source throws or yields an invalid event; an event it returns is written before the body
-   * closes. It may return any event, whatever the source's types: the last words after a failure are usually an
-   * event type the source never yields.
-   * It may be `async`: the event its promise resolves with is written the same way, and a rejection errors the
-   * body as a throw does.
+   * Called once when the source throws or yields an invalid event; the event it returns (or resolves with) is written
+   * before the body closes. A throw or a rejection errors the body.
    * @default console.error
    */
   onError?: ((error: unknown) => EventInput | void | PromiseLike<EventInput | void>) | undefined;
   /**
-   * Ends the stream normally after a time drawn uniformly between 0.9 × and 1 × this many ms from the first read,
-   * so the client reconnects (to whichever instance) and resumes, and clients that connected together do not
-   * all reconnect together. A positive whole number of ms up to 2147483647.
-   * @default undefined (no limit)
+   * Ends the stream normally between 0.9 × and 1 × this many ms after the first read, so the client reconnects (to any
+   * instance) and resumes; the spread keeps clients from reconnecting together. Up to 2147483647.
    */
   maxDuration?: number | undefined;
-  /**
-   * Called once when the stream ends, whatever the way, after its clean-up has started, with why it ended and what
-   * it wrote. A throw (or the rejection of an `async` one) is reported with `console.error` and changes nothing.
-   */
+  /** Called once when the stream ends, whatever the way, with why and what it wrote; a throw is only reported. */
   onClose?: ((end: StreamEnd) => unknown) | undefined;
 }
 
@@ -168,8 +123,8 @@ export interface EventSourceResponseInit extends ResponseInit {
 export interface StreamEnd {
   /**
    * `done`: the source finished; `client`: the body was cancelled or `init.request`'s signal aborted; `signal`:
-   * `init.signal` aborted; `error`: the source threw or yielded an invalid event; `maxDuration`; `evicted`: a
-   * channel closed it as slow; `closed`: `channel.close()`.
+   * `init.signal` aborted; `error`: the source threw or yielded an invalid event; `maxDuration`; `evicted`: a channel
+   * closed it as slow; `closed`: `channel.close()`.
    */
   reason: "done" | "client" | "signal" | "error" | "maxDuration" | "evicted" | "closed";
   /** Inputs written that carry data or an event type, or are a bare string. */
@@ -183,15 +138,14 @@ export interface StreamEnd {
 }
 
 /**
- * A log of events that outlives this process and that every instance shares (Redis Streams, a database, a
- * Durable Object's storage), from which `EventChannel` replays what a reconnecting client missed.
+ * A log of events that outlives this process and that every instance shares (Redis Streams, a database, a Durable
+ * Object's storage), from which `EventChannel` replays what a reconnecting client missed.
  */
 export interface EventHistory {
   /**
-   * The events after the one with this id, oldest first; `null` when this log does not hold that id (it was
-   * trimmed, or never written here). Called once per resuming client, right when `channel.response()` is called.
-   * When this instance's live feed has not yet reached `lastEventId`, it must not resolve before it has.
-   * `signal` aborts when that client leaves before its replay has been written.
+   * The events after the one with this id, oldest first, or `null` when the log does not hold it. Called once per
+   * resuming client; must not resolve before this instance's live feed has reached `lastEventId`. `signal` aborts when
+   * the client leaves before its replay is written.
    */
   after(
     lastEventId: string,
@@ -201,46 +155,28 @@ export interface EventHistory {
 
 /** The options of `new EventChannel(options)`; `Events` is the channel's map of event types. */
 export interface EventChannelOptions<Events extends Record<string, unknown> = Record<string, unknown>> {
-  /**
-   * How many of the latest events to keep, so a client that reconnects with the `Last-Event-ID` of one of
-   * them receives every event after it. `0` keeps none.
-   * @default 0
-   */
+  /** How many of the latest events to keep for clients that reconnect. @default 0 */
   replay?: number | undefined;
-  /**
-   * A log shared by every instance that replays what a resuming client missed; a channel has `replay` or
-   * `history`, not both.
-   */
+  /** A log every instance shares, replayed to resuming clients; not together with `replay`. */
   history?: EventHistory | undefined;
   /**
-   * Called with a resuming client's `Last-Event-ID` when the history does not hold it: that client missed an
-   * unknown number of events. The event it returns is written first (say, one that tells the page to reload
-   * its state), then live events only.
-   * It may be `async` (live events for that client wait behind it, at most `historyTimeout` ms); a throw or a
-   * rejection is reported with `console.error`, and the client gets live events.
+   * Called with a resuming client's `Last-Event-ID` when the history does not hold it; the event it returns (or
+   * resolves with, within `historyTimeout`) is written first, then live events. A throw is only reported.
    * @default undefined: a `replay` channel sends its whole memory, a `history` channel live events only
    */
   onHistoryLost?:
     | ((lastEventId: string) => EventInput<Events> | void | PromiseLike<EventInput<Events> | void>)
     | undefined;
   /**
-   * Unread bytes a subscriber may hold for a second before its stream is closed (its client then reconnects and
-   * resumes from the history); protects the server's memory from a client that stopped reading, while a burst
-   * or one large event still reaches every client that reads it.
+   * Unread bytes a subscriber may hold for a second before its stream is closed (its client then resumes).
    * @default 1048576 (1 MiB)
    */
   maxBufferedBytes?: number | undefined;
   /**
-   * Milliseconds a `history` may take to answer `after`, and then to give each next replayed event, and an
-   * `async` `onHistoryLost` to settle; past it the log has failed for that client (`after`'s signal aborts, and
-   * the client gets `onHistoryLost`). A whole number from 1 to 2147483647.
-   * @default 10000
+   * Milliseconds a `history` may take to answer `after` and each next event, and `onHistoryLost` to settle; past it the
+   * log has failed for that client, who gets `onHistoryLost`. @default 10000
    */
   historyTimeout?: number | undefined;
-  /**
-   * Turns non-string `data` into text; must return a string. Called once per `emit`, whatever the number of
-   * subscribers.
-   * @default JSON.stringify
-   */
+  /** Turns non-string `data` into text, once per `emit`. @default JSON.stringify */
   serialize?: ((data: unknown) => string) | undefined;
 }

@@ -1,7 +1,6 @@
 /**
  * Making a Fetch `Request` of Node's request: its URL, headers and body, and a signal that aborts when the client
  * leaves before the response is over.
- *
  * @module
  */
 import type { Readable } from "node:stream";
@@ -24,10 +23,10 @@ export function requestOf(req: NodeRequest, res: NodeResponse): Request {
 }
 
 /**
- * Aborts `left`, which `request.signal` follows, when `res` closes before it has finished: the client went away.
- * A Request's signal follows the one it was made with only while the Request is alive (undici holds it weakly),
- * so the listener holds `request` until the response closes: a caller that keeps only `request.signal` still
- * hears of the client leaving (without this, 166 of 1,000 such signals never aborted once the GC had run).
+ * Aborts `left`, which `request.signal` follows, when `res` closes before it has finished: the client went away. A
+ * Request's signal follows the one it was made with only while the Request is alive (undici holds it weakly), so the
+ * listener holds `request` until the response closes: a caller that keeps only `request.signal` still hears of the
+ * client leaving (without this, 166 of 1,000 such signals never aborted once the GC had run).
  */
 function abortWhenLeft(res: NodeResponse, left: AbortController, request: Request): void {
   if (isGone(res)) {

@@ -1,7 +1,6 @@
 /**
  * Writing a Fetch `Response` to Node's response: headers at once, the body with backpressure, a hand-off to the
  * connection for a channel's subscriber, and every way the client can leave, on HTTP/1 and HTTP/2.
- *
  * @module
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
@@ -22,9 +21,9 @@ export type FetchHandler = (request: Request) => Response | Promise<Response>;
 // RFC 9113 §8.2.2: an HTTP/2 response must not carry these; Node drops them itself, with a process warning.
 const CONNECTION_HEADERS = new Set(["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"]);
 /**
- * Not an `async` function: its frame would hold the Response for as long as the body lasts (measured over sockets
- * with 10,000 idle connections on Node 20: about 900 B of heap more per connection, and still about 300 B more
- * when an `async` frame returns `pump`'s promise instead of awaiting it).
+ * Not an `async` function: its frame would hold the Response for as long as the body lasts (measured over sockets with
+ * 10,000 idle connections on Node 20: about 900 B of heap more per connection, and still about 300 B more when an
+ * `async` frame returns `pump`'s promise instead of awaiting it).
  */
 export function send(res: NodeResponse, response: Response): Promise<void> {
   try {
@@ -43,19 +42,19 @@ function noop(): void {}
 
 /** Writes the body as it comes, until it ends or the client goes. */
 async function pump(res: NodeResponse, body: ReadableStream<Uint8Array>, eventStream: boolean): Promise<void> {
-  // An event stream's client that has not read its last bytes 5 s after the stream ended is gone or stalled:
-  // its connection is dropped, so it holds no memory. Any other body may be a slow download, and is waited for.
+  // An event stream's client that has not read its last bytes 5 s after the stream ended is gone or stalled: its
+  // connection is dropped, so it holds no memory. Any other body may be a slow download, and is waited for.
   const graceMs = eventStream ? UNREAD_GRACE_MS : undefined;
   const reader = body.getReader();
   let cleanedUp: Promise<void> | undefined;
-  // The client left: cancelling the body is what stops the source and runs its clean-up; a read that was
-  // waiting for the next event then resolves as done.
+  // The client left: cancelling the body is what stops the source and runs its clean-up; a read that was waiting for
+  // the next event then resolves as done.
   const onGone = (): void => {
     cleanedUp ??= reader.cancel().catch(() => {});
   };
   const stopWatching = whenGone(res, onGone);
-  // A channel subscriber on HTTP/1 is handed off as soon as its stream holds nothing: the channel then writes to
-  // the response itself, and this waits for the end (the channel's, or the client's, which cancels the body).
+  // A channel subscriber on HTTP/1 is handed off as soon as its stream holds nothing: the channel then writes to the
+  // response itself, and this waits for the end (the channel's, or the client's, which cancels the body).
   const offer = canHandOff(res) ? handOffOf(body) : undefined;
   try {
     for (;;) {
@@ -69,8 +68,8 @@ async function pump(res: NodeResponse, body: ReadableStream<Uint8Array>, eventSt
       }
     }
   } catch (error) {
-    // The body errored (a source's onError threw; its client did not read its last bytes), or held something that
-    // is not bytes: a clean end would tell the client that all was sent. Cancelling stops a source still running.
+    // The body errored (a source's onError threw; its client did not read its last bytes), or held something that is
+    // not bytes: a clean end would tell the client that all was sent. Cancelling stops a source still running.
     if ((error as Error | null)?.name !== UNREAD_ERROR_NAME) console.error(error);
     broken(res);
     await reader.cancel(error).catch(() => {});
@@ -86,8 +85,8 @@ async function pump(res: NodeResponse, body: ReadableStream<Uint8Array>, eventSt
 }
 
 /**
- * Calls `onGone` when the client goes away before the response is over. On HTTP/2 a stream the client resets
- * with `NO_ERROR` emits `aborted` and `close` on the stream, but no `close` on the response.
+ * Calls `onGone` when the client goes away before the response is over. On HTTP/2 a stream the client resets with
+ * `NO_ERROR` emits `aborted` and `close` on the stream, but no `close` on the response.
  */
 export function whenGone(res: NodeResponse, onGone: () => void): () => void {
   // An HTTP/1 request's own close only means that its body has been read: the response's close is the one.
@@ -167,8 +166,8 @@ async function ended(res: NodeResponse, graceMs?: number): Promise<void> {
 }
 
 /**
- * Waits until the socket takes more, or the client has gone. When the body ends meanwhile, an event stream's
- * client has `graceMs` more to take it, or is dropped; when the body errors, the wait ends with its error.
+ * Waits until the socket takes more, or the client has gone. When the body ends meanwhile, an event stream's client has
+ * `graceMs` more to take it, or is dropped; when the body errors, the wait ends with its error.
  */
 function drained(
   res: NodeResponse,
