@@ -7,14 +7,16 @@
 import { Utf8Pool } from "./bytes.ts";
 import { encodeWith } from "./encode.ts";
 import { fail, shown } from "./errors.ts";
-import { offerHandOff } from "./handoff.ts";
 import { type Entry, type MemoryHistory, memoryHistory, resumableId, writeEntry } from "./history.ts";
 import { isRequest } from "./last-event-id.ts";
 import { type ChannelOptions, channelOptions, streamOptions } from "./options.ts";
 import { eventStreamResponse, requestedId } from "./response.ts";
 import { Resume } from "./resume.ts";
 import { type EndReason, EventStream, type Producer } from "./stream.ts";
-import type { EventChannelOptions, EventInput, EventSourceResponseInit } from "./types.ts";
+import type { EventChannelOptions, EventChannelStats, EventInput, EventSourceResponseInit } from "./types.ts";
+
+/** The counters of `stats()`, shared by a channel and its subscribers. */
+type Counts = Omit<EventChannelStats, "subscribers">;
 
 /** How long a subscriber's backlog may stay above `maxBufferedBytes` before it is closed. */
 const OVER_CAP_MS = 1_000;
@@ -31,6 +33,7 @@ export class EventChannel<Events extends Record<string, unknown> = Record<string
   readonly #pool = new Utf8Pool();
   readonly #memory: MemoryHistory | undefined;
   readonly #subscribers = new Set<Subscriber>();
+  readonly #counts: Counts = { opened: 0, emitted: 0, evicted: 0, resumed: 0, historyLost: 0 };
   #closed = false;
 
   constructor(options?: EventChannelOptions<Events>) {
@@ -43,6 +46,11 @@ export class EventChannel<Events extends Record<string, unknown> = Record<string
     return this.#subscribers.size;
   }
 
+  /** The open subscribers, and counters over the channel's whole life (readable after `close()`). */
+  stats(): EventChannelStats {
+    return { subscribers: this.#subscribers.size, ...this.#counts };
+  }
+
   /**
    * Sends one event to every subscriber, and keeps it when `replay` is set; returns at once, never awaiting. Throws a
    * `TypeError`, and sends nothing, for an input `encodeEvent` rejects, an id no client could send back, and after
@@ -51,6 +59,7 @@ export class EventChannel<Events extends Record<string, unknown> = Record<string
   emit(input: EventInput<Events>): void {
     if (this.#closed) fail("EventChannel.emit", "the channel is closed; make a new EventChannel");
     const entry = this.#entry("EventChannel.emit", input);
+    this.#counts.emitted++;
     this.#memory?.remember(entry);
     if (this.#subscribers.size === 0) return;
     const now = Date.now();
@@ -77,7 +86,7 @@ export class EventChannel<Events extends Record<string, unknown> = Record<string
     }
     const options = streamOptions(where, init);
     if (request !== undefined) options.request = request;
-    const subscriber = new Subscriber(this.#subscribers, this.#options.maxBufferedBytes);
+    const subscriber = new Subscriber(this.#subscribers, this.#options, this.#counts);
     const stream = new EventStream(subscriber, options);
     subscriber.stream = stream;
     // The first chunk is written, and a signal that has already aborted is seen, right here.
@@ -86,9 +95,10 @@ export class EventChannel<Events extends Record<string, unknown> = Record<string
     if (stream.ended !== undefined) return eventStreamResponse(body, options);
     // Everything from here to the end is synchronous: no emit can fall between the first chunk and the joining.
     this.#subscribers.add(subscriber);
+    this.#counts.opened++;
+    stream.enlist();
     const id = requestedId(options);
     if (id !== null) this.#resume(subscriber, id);
-    offerHandOff(body, stream);
     return eventStreamResponse(body, options);
   }
 
@@ -102,6 +112,15 @@ export class EventChannel<Events extends Record<string, unknown> = Record<string
     this.#closed = true;
     for (const subscriber of this.#subscribers) subscriber.close(farewell);
     this.#memory?.clear();
+  }
+
+  /**
+   * Like `close(last)` for the subscribers open now, but the channel stays open: later `response()` calls subscribe as
+   * usual. Their clients reconnect and resume. Throws a `TypeError`, and ends nothing, for a `last` `emit` would refuse.
+   */
+  disconnect(last?: EventInput<Events>): void {
+    const farewell = last === undefined ? undefined : this.#entry("EventChannel.disconnect", last);
+    for (const subscriber of this.#subscribers) subscriber.close(farewell);
   }
 
   /** An event as the channel keeps it: checked (its id must be one a client can send back), encoded once. */
@@ -120,12 +139,21 @@ export class EventChannel<Events extends Record<string, unknown> = Record<string
   #resume(subscriber: Subscriber, lastId: string): void {
     const { history, serialize, onHistoryLost, historyTimeoutMs, maxBufferedBytes } = this.#options;
     const memory = this.#memory;
-    if (history === undefined && memory === undefined && onHistoryLost === undefined) return;
+    const counts = this.#counts;
+    // Nothing to resume from, and nothing to tell: the client has lost what it missed, and gets live events.
+    if (history === undefined && memory === undefined && onHistoryLost === undefined) {
+      counts.historyLost++;
+      return;
+    }
     const resume = new Resume(subscriber.stream, lastId, {
       serialize,
       onHistoryLost,
       historyTimeoutMs,
       maxBufferedBytes,
+      settled: (lost) => {
+        if (lost) counts.historyLost++;
+        else counts.resumed++;
+      },
       done: () => {
         subscriber.resume = undefined;
       },
@@ -145,11 +173,13 @@ class Subscriber implements Producer {
   /** When its backlog went above the cap, if it has stayed there since. */
   overSince: number | undefined;
   readonly #subscribers: Set<Subscriber>;
-  readonly #maxBufferedBytes: number;
+  readonly #options: ChannelOptions;
+  readonly #counts: Counts;
 
-  constructor(subscribers: Set<Subscriber>, maxBufferedBytes: number) {
+  constructor(subscribers: Set<Subscriber>, options: ChannelOptions, counts: Counts) {
     this.#subscribers = subscribers;
-    this.#maxBufferedBytes = maxBufferedBytes;
+    this.#options = options;
+    this.#counts = counts;
   }
 
   send(entry: Entry, now: number): void {
@@ -176,7 +206,8 @@ class Subscriber implements Producer {
     this.overSince = undefined;
   }
 
-  stop(_reason: EndReason, cause: unknown): void {
+  stop(reason: EndReason, cause: unknown): void {
+    if (reason === "evicted") this.#counts.evicted++;
     this.#subscribers.delete(this);
     this.resume?.stop(cause);
     this.resume = undefined;
@@ -190,6 +221,15 @@ class Subscriber implements Producer {
     return this.resume === undefined;
   }
 
+  lastText(last: EventInput, where: string): string {
+    resumableId(where, last);
+    return encodeWith(last, this.#options.serialize, where);
+  }
+
+  flush(): void {
+    this.resume?.flush();
+  }
+
   /**
    * A backlog above the cap is closed only once it has stayed there a second, each time it goes over: a burst, or one
    * event larger than the cap, still reaches a client that reads it, while one that stopped reading is closed at the
@@ -200,7 +240,7 @@ class Subscriber implements Producer {
     // While a replay is written, only the live events held behind it count: the replay is read only as fast as the
     // client reads it, and is what the client asked for.
     const behind = resume?.replaying ? resume.heldBytes : this.stream.unread();
-    if (behind <= this.#maxBufferedBytes) this.overSince = undefined;
+    if (behind <= this.#options.maxBufferedBytes) this.overSince = undefined;
     else if (this.overSince === undefined) this.overSince = now;
     else if (now - this.overSince >= OVER_CAP_MS) this.stream.end("evicted");
   }

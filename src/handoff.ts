@@ -20,6 +20,8 @@ export interface HandOff {
   handOff(sink: Sink): boolean;
   /** The sink's backlog has fallen (Node's `drain`): a backlog above the cap starts its second over again. */
   drained(): void;
+  /** Whether the stream asks its connection to close once it has ended (`drain()` ended it). */
+  closesConnection?: boolean;
 }
 
 export function offerHandOff(body: ReadableStream<Uint8Array>, stream: HandOff): void {

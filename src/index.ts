@@ -7,6 +7,7 @@
  * @module
  */
 export { EventChannel } from "./channel.ts";
+export { type DrainOptions, drain } from "./drain.ts";
 export { encodeEvent } from "./encode.ts";
 export { EventSourceEncoderStream } from "./encoder-stream.ts";
 export { lastEventId } from "./last-event-id.ts";
@@ -14,6 +15,7 @@ export { eventSourceResponse } from "./response.ts";
 export type {
   EncodeOptions,
   EventChannelOptions,
+  EventChannelStats,
   EventHistory,
   EventInput,
   EventSourceContext,

@@ -4,6 +4,7 @@
  */
 import { encodeWith } from "./encode.ts";
 import { isThenable, noop } from "./errors.ts";
+import { resumableId } from "./history.ts";
 import { lastEventId } from "./last-event-id.ts";
 import { type Serialize, type StreamOptions, streamOptions } from "./options.ts";
 import { badSource, isSource, type Puller, pullerOf } from "./source.ts";
@@ -80,6 +81,12 @@ class SourceProducer implements Producer {
     if (this.#puller !== undefined) return this.#advance(this.#puller);
     this.#stream = stream;
     return this.#open();
+  }
+
+  lastText(last: EventInput, where: string): string {
+    // Checked as a channel checks it: `drain`'s last event is the same for every stream.
+    resumableId(where, last);
+    return encodeWith(last, this.#serialize, where);
   }
 
   stop(_reason: EndReason, cause: unknown): void {

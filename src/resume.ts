@@ -23,6 +23,8 @@ export interface ResumeOptions {
   onHistoryLost: ((lastEventId: string) => unknown) | undefined;
   historyTimeoutMs: number;
   maxBufferedBytes: number;
+  /** Called once the replay is written (`lost`: the history failed the client) and the held events released. */
+  settled(lost: boolean): void;
   /** Called once when nothing is held or filtered any more: live events can go straight to the client. */
   done(): void;
 }
@@ -55,6 +57,8 @@ export class Resume {
   #held: Entry[] = [];
   // The history failed this client (it does not hold its id, or broke): onHistoryLost tells it.
   #lost = false;
+  // The ring did not hold its id, even when its whole memory is sent instead: counted as lost all the same.
+  #missed = false;
   // Set once the replay is written and the held events dealt with: live events then go straight through.
   #finished = false;
   #finishing = false;
@@ -79,6 +83,7 @@ export class Resume {
 
   /** Resumes from the memory ring: `entries` is what it holds after the client's id, or `null`. */
   fromMemory(entries: Entry[] | null, all: Entry[]): void {
+    this.#missed = entries === null;
     // Without onHistoryLost, a client the ring has lost gets its whole memory (the choice made in 0.1).
     if (entries === null && this.#options.onHistoryLost === undefined) entries = all;
     this.#lost = entries === null;
@@ -291,6 +296,7 @@ export class Resume {
       }
     }
     for (let index = from; index < held.length; index++) writeEntry(this.#stream, held[index] as Entry);
+    this.#options.settled(this.#lost || this.#missed);
     if (replayed === undefined || passed) this.#done();
   }
 

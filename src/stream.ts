@@ -7,11 +7,13 @@
  */
 import { type AbortTarget, listen, unlisten } from "./abort.ts";
 import { freshBytes, Utf8Pool } from "./bytes.ts";
+import { type Drainable, openStreams } from "./drain.ts";
 import { isThenable, report } from "./errors.ts";
+import { offerHandOff } from "./handoff.ts";
 import { deadline, type Schedule, unwatch, type Watched, watch } from "./keep-alive.ts";
 import { lastEventId } from "./last-event-id.ts";
 import type { StreamOptions } from "./options.ts";
-import { requestSignalMeansClientLeft, requestSignalNeedsItsRequest } from "./runtime.ts";
+import { requestSignalMeansClientLeft, requestSignalNeedsItsRequest, timersOutliveTheirRequest } from "./runtime.ts";
 import type { EventInput, StreamEnd } from "./types.ts";
 
 /** Why a stream ended: one word, as `onClose` is told it. */
@@ -44,6 +46,10 @@ export interface Producer {
   canHandOff?(): boolean;
   /** A sink's backlog has fallen to what its connection takes at once (Node's `drain`). */
   drained?(): void;
+  /** `last` as this stream's final event, encoded; throws the `TypeError` it deserves. */
+  lastText(last: EventInput, where: string): string;
+  /** The stream ends now with a final event: write first what its client is owed (a resume's replay). */
+  flush?(): void;
 }
 
 /** Where a stream's bytes go once it is handed off: straight to the connection, without the body in between. */
@@ -61,7 +67,7 @@ export interface Sink {
  * One open stream. One object with its methods on a shared prototype, and it is its own keep-alive entry and its own
  * abort listener: an idle connection holds little more than these fields.
  */
-export class EventStream implements Watched, AbortTarget {
+export class EventStream implements Watched, AbortTarget, Drainable {
   silenceMs = 0;
   lastWrite = 0;
   due = 0;
@@ -73,6 +79,8 @@ export class EventStream implements Watched, AbortTarget {
   ended: EndReason | undefined;
   /** Set at the first pull: its client is reading. */
   reading = false;
+  /** Set when `drain` ended it: on Node its connection is then closed, so a closing server need not wait for it. */
+  closesConnection = false;
   readonly #producer: Producer;
   // Dropped at the first pull, so that an open stream does not keep its request (and its headers) alive.
   #options: StreamOptions | undefined;
@@ -100,9 +108,16 @@ export class EventStream implements Watched, AbortTarget {
       this.#lastEventId = lastEventId(options.request);
   }
 
-  /** The stream as a response body. */
+  /** The stream as a response body, offered to Node's entry (see handoff.ts). */
   body(): ReadableStream<Uint8Array> {
-    return new ReadableStream<Uint8Array>(this, QUEUE);
+    const body = new ReadableStream<Uint8Array>(this, QUEUE);
+    offerHandOff(body, this);
+    return body;
+  }
+
+  /** From now on `drain` may end it; not on workerd, where one request cannot end another's stream. */
+  enlist(): void {
+    if (timersOutliveTheirRequest && this.ended === undefined) openStreams.add(this);
   }
 
   start(controller: ReadableStreamDefaultController<Uint8Array>): void {
@@ -136,6 +151,7 @@ export class EventStream implements Watched, AbortTarget {
       this.reading = true;
       const options = this.#options as StreamOptions;
       this.#options = undefined;
+      this.enlist();
       // Watched from the first read: a response nobody reads needs no heartbeat, and keeps no timer alive.
       if (options.keepAliveMs > 0) watch(this, options.keepAliveMs);
       const { maxDurationMs } = options;
@@ -210,8 +226,8 @@ export class EventStream implements Watched, AbortTarget {
    * and its producer holds nothing back. Synchronous: no write falls between the check and the move.
    */
   handOff(sink: Sink): boolean {
-    if (this.ended !== undefined || !this.reading || this.#sink !== undefined || this.unread() !== 0) return false;
     if (!(this.#producer.canHandOff?.() ?? false)) return false;
+    if (this.ended !== undefined || !this.reading || this.#sink !== undefined || this.unread() !== 0) return false;
     this.#sink = sink;
     return true;
   }
@@ -219,6 +235,23 @@ export class EventStream implements Watched, AbortTarget {
   /** Its sink's backlog has fallen (see `Sink`). */
   drained(): void {
     this.#producer.drained?.();
+  }
+
+  checkLast(last: EventInput): void {
+    this.#producer.lastText(last, "drain");
+  }
+
+  /** `drain` ends it as `closed`, with `last` as its final event; false if it had ended already. */
+  drainEnd(last: EventInput | undefined): boolean {
+    if (this.ended !== undefined) return false;
+    this.#producer.flush?.();
+    if (last !== undefined) {
+      this.writeText(this.#producer.lastText(last, "drain"));
+      this.countInput(last);
+    }
+    this.closesConnection = true;
+    this.end("closed");
+    return true;
   }
 
   /**
@@ -229,6 +262,7 @@ export class EventStream implements Watched, AbortTarget {
     if (this.ended !== undefined) return;
     this.ended = reason;
     this.#options = undefined;
+    openStreams.delete(this);
     unwatch(this);
     this.#stopDeadline?.();
     try {

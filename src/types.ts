@@ -180,3 +180,19 @@ export interface EventChannelOptions<Events extends Record<string, unknown> = Re
   /** Turns non-string `data` into text, once per `emit`. @default JSON.stringify */
   serialize?: ((data: unknown) => string) | undefined;
 }
+
+/** What `channel.stats()` returns: every counter is cumulative over the channel's life. */
+export interface EventChannelStats {
+  /** Subscriber streams open now (the same as `channel.subscribers`). */
+  subscribers: number;
+  /** Subscriber streams ever opened. */
+  opened: number;
+  /** Successful `emit()` calls. */
+  emitted: number;
+  /** Subscribers closed as slow. */
+  evicted: number;
+  /** Resuming clients whose id was found and whose whole replay was written. */
+  resumed: number;
+  /** Resuming clients sent the `onHistoryLost` case: id not found, or a log that failed or timed out. */
+  historyLost: number;
+}

@@ -55,14 +55,17 @@ async function pump(res: NodeResponse, body: ReadableStream<Uint8Array>, eventSt
   const stopWatching = whenGone(res, onGone);
   // A channel subscriber on HTTP/1 is handed off as soon as its stream holds nothing: the channel then writes to the
   // response itself, and this waits for the end (the channel's, or the client's, which cancels the body).
-  const offer = canHandOff(res) ? handOffOf(body) : undefined;
+  const offer = handOffOf(body);
+  const sink = offer !== undefined && canHandOff(res) ? new ResponseSink(res) : undefined;
+  // Captured now: Node detaches the socket from the response once it has finished.
+  const socket = isHttp2(res) ? undefined : res.socket;
   try {
     for (;;) {
       const { done, value } = await reader.read();
       if (done || isGone(res)) break;
       // Both kinds take bytes, but their typings share no `write` overload.
       if (!(res as { write(chunk: Uint8Array): boolean }).write(value)) await drained(res, reader, graceMs);
-      if (offer?.handOff(new ResponseSink(res as ServerResponse))) {
+      if (sink !== undefined && offer?.handOff(sink)) {
         await whileHandedOff(res, () => offer.drained());
         break;
       }
@@ -77,11 +80,11 @@ async function pump(res: NodeResponse, body: ReadableStream<Uint8Array>, eventSt
   } finally {
     stopWatching();
   }
-  if (isGone(res)) {
-    await (cleanedUp ?? reader.cancel().catch(() => {}));
-    return;
-  }
-  await ended(res, graceMs);
+  // A response handed off and finished counts as gone too: Node destroys it once its end has gone out.
+  if (isGone(res)) await (cleanedUp ?? reader.cancel().catch(() => {}));
+  else await ended(res, graceMs);
+  // drain() ended it: the connection is not kept alive, so a server that is closing does not wait for it.
+  if (offer?.closesConnection === true) socket?.end();
 }
 
 /**

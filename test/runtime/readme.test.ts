@@ -70,6 +70,11 @@ const RUNNERS: { name: string; claims(block: Block): boolean; runBy: string }[] 
     runBy: "test/runtime/frameworks.test.ts, which runs the example and checks the excerpt is in it",
   },
   {
+    name: "the SIGTERM recipe",
+    claims: (b) => b.code.includes('process.once("SIGTERM"'),
+    runBy: "test/operating.test.ts, whose node:http test makes the same two calls on 1,000 open streams",
+  },
+  {
     name: "the relay recipe",
     claims: (b) => b.code.includes("export async function relay("),
     runBy: "test/runtime/relay.test.ts",
