@@ -29,7 +29,7 @@ function dispatch(event: Event): void {
     try {
       target.onAbort(signal);
     } catch (error) {
-      report(error);
+      report(error, "ending a stream when its signal aborted");
     }
   }
 }

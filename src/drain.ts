@@ -65,7 +65,7 @@ function endOne(stream: Drainable, last: EventInput | undefined): boolean {
   try {
     return stream.drainEnd(last);
   } catch (error) {
-    report(error);
+    report(error, "drain: ending a stream");
     return false;
   }
 }

@@ -60,9 +60,44 @@ function editDistance(a: string, b: string): number {
   return previous[b.length] as number;
 }
 
-/** The default `onError`, and where every failure that has no caller to go to is reported. */
-export function report(error: unknown): void {
-  console.error(error);
+/** Identical reports within this long of a printed one are counted, and summed up in one line when it is over. */
+const STORM_MS = 1_000;
+// Each line printed in the last STORM_MS, and how many identical reports have come since.
+const recent = new Map<string, number>();
+
+/**
+ * Where every failure that has no caller to go to is reported: one line saying what failed and where (the error's
+ * first stack frame), never a stack trace, so a source that fails on every request cannot flood the log. Identical
+ * lines within a second of a printed one are counted, and their count printed once the second is over.
+ */
+export function report(error: unknown, what = "eventsource-server"): void {
+  const line = `${what}: ${described(error)}`;
+  const repeats = recent.get(line);
+  if (repeats !== undefined) {
+    recent.set(line, repeats + 1);
+    return;
+  }
+  recent.set(line, 0);
+  console.error(line);
+  const timer = setTimeout(() => {
+    const more = recent.get(line) ?? 0;
+    recent.delete(line);
+    if (more > 0) console.error(`${line} (and ${more} more times within ${STORM_MS / 1_000} s)`);
+  }, STORM_MS);
+  // A summary to come must not keep a process alive that has nothing else to do.
+  (timer as { unref?(): void }).unref?.();
+}
+
+/** An error as one line: its name and message, and the first frame of its stack (duck-typed: any realm's Error). */
+function described(error: unknown): string {
+  const { name, message, stack } = (error ?? {}) as Partial<Error>;
+  if (typeof message !== "string") return typeof error === "string" ? error : String(error);
+  const frame = stack
+    ?.split("\n")
+    .find((line) => line.trimStart().startsWith("at "))
+    ?.trim();
+  const text = `${name ?? "Error"}: ${message.split("\n", 1)[0]}`;
+  return frame === undefined ? text : `${text} (${frame})`;
 }
 
 export function isThenable(value: unknown): value is PromiseLike<unknown> {

@@ -3,7 +3,7 @@
  * and Express, Fastify and Koa). The only module that imports `node:` modules, so the root entry runs on every runtime.
  * @module
  */
-import { fail, shown } from "./errors.ts";
+import { fail, report, shown } from "./errors.ts";
 import { requestOf } from "./node/request.ts";
 import { bare, type FetchHandler, isResponse, type NodeRequest, type NodeResponse, send } from "./node/response.ts";
 
@@ -57,7 +57,7 @@ async function answer(handler: FetchHandler, req: NodeRequest, res: NodeResponse
     if (!isResponse(response)) fail("toNodeHandler", `handler must return a Response, got ${shown(response)}`);
     return response;
   } catch (error) {
-    console.error(error);
+    report(error, "toNodeHandler: the handler failed");
     bare(res, 500);
     return undefined;
   }

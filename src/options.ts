@@ -120,10 +120,15 @@ export function streamOptions(where: string, init: EventSourceResponseInit | und
     keepAliveMs: keepAliveMs || 0,
     maxDurationMs: maxDuration ?? 0,
     serialize: serializeOption(where, "init", serialize),
-    onError: onError ?? report,
+    onError: onError ?? reportSourceError,
     onClose,
     responseInit,
   };
+}
+
+/** The default `onError`: the source failed, or yielded what cannot be sent. */
+function reportSourceError(error: unknown): void {
+  report(error, "eventSourceResponse: the source failed");
 }
 
 /** Options people reach for on a channel that belong to each response, and where to put them instead. */

@@ -204,7 +204,7 @@ export class Resume {
     } catch (error) {
       if (this.#stopped) return;
       // What was replayed stays written; the client is then handled as one the history has lost.
-      report(error);
+      report(error, "EventChannel: the history failed");
       this.#lost = true;
       this.#abort?.abort(error);
       stopQuietly(this.#puller, error);
@@ -310,13 +310,13 @@ export class Resume {
       return this.#within(event).then(
         (resolved) => this.#encodeLost(resolved),
         (error) => {
-          report(error);
+          report(error, "EventChannel: onHistoryLost failed");
           return undefined;
         },
       );
     } catch (error) {
       // The client gets live events all the same; the broken callback is the server's to fix.
-      report(error);
+      report(error, "EventChannel: onHistoryLost failed");
       return undefined;
     }
   }
@@ -329,7 +329,7 @@ export class Resume {
       resumableId(where, input);
       return { input, bytes: freshBytes(encodeWith(input, this.#options.serialize, where)) };
     } catch (error) {
-      report(error);
+      report(error, where);
       return undefined;
     }
   }

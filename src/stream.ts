@@ -217,7 +217,7 @@ export class EventStream implements Watched, AbortTarget, Drainable {
   }
 
   onWatchFailed(error: unknown): void {
-    report(error);
+    report(error, "a stream's heartbeat or deadline failed");
     this.end("error", error);
   }
 
@@ -268,14 +268,14 @@ export class EventStream implements Watched, AbortTarget, Drainable {
     try {
       this.#producer.stop(reason, cause);
     } catch (error) {
-      report(error);
+      report(error, "stopping a stream's source failed");
     }
     try {
       // The caller's signal is the caller's code: its failure fails this stream, and only this one.
       if (this.#signal !== undefined) unlisten(this.#signal, this);
       if (this.#requestSignal !== undefined) unlisten(this.#requestSignal, this);
     } catch (error) {
-      report(error);
+      report(error, "a stream's signal failed");
       this.ended = reason = "error";
     }
     this.heldRequest = undefined;
@@ -295,9 +295,9 @@ export class EventStream implements Watched, AbortTarget, Drainable {
     };
     try {
       const told = onClose(end);
-      if (isThenable(told)) told.then(undefined, report);
+      if (isThenable(told)) told.then(undefined, (error) => report(error, "onClose failed"));
     } catch (error) {
-      report(error);
+      report(error, "onClose failed");
     }
   }
 

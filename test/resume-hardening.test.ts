@@ -159,7 +159,7 @@ describe("async callbacks: a rejection is handled like a throw, never unhandled"
     expect(unhandled).toEqual([]);
     expect(events).toEqual([logEvent(2), logEvent(3)]);
     expect(errors).toHaveBeenCalledTimes(1);
-    expect(errors.mock.calls[0]).toContain(failure);
+    expect(errors.mock.calls[0]?.[0]).toMatch(/^EventChannel: onHistoryLost failed: Error: no state to reload \(at /);
   });
 
   test.each<[string, Record<string, unknown>]>([
@@ -423,6 +423,6 @@ describe("ids a client could not send back unchanged", () => {
     channel.close();
     expect(await eventsOf(response)).toEqual([logEvent(2)]);
     expect(errors).toHaveBeenCalledTimes(1);
-    expect(errors.mock.calls[0]?.[0]).toBeInstanceOf(TypeError);
+    expect(errors.mock.calls[0]?.[0]).toMatch(/^EventChannel: onHistoryLost: TypeError: /);
   });
 });

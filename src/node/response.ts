@@ -6,6 +6,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { constants, type Http2ServerRequest, type Http2ServerResponse } from "node:http2";
 import type { Readable } from "node:stream";
+import { report } from "../errors.ts";
 import { handOffOf } from "../handoff.ts";
 import { writableLengthIsExact } from "../runtime.ts";
 import { type Sink, UNREAD_ERROR_NAME, UNREAD_GRACE_MS } from "../stream.ts";
@@ -73,7 +74,7 @@ async function pump(res: NodeResponse, body: ReadableStream<Uint8Array>, eventSt
   } catch (error) {
     // The body errored (a source's onError threw; its client did not read its last bytes), or held something that is
     // not bytes: a clean end would tell the client that all was sent. Cancelling stops a source still running.
-    if ((error as Error | null)?.name !== UNREAD_ERROR_NAME) console.error(error);
+    if ((error as Error | null)?.name !== UNREAD_ERROR_NAME) report(error, "sendResponse: the body failed");
     broken(res);
     await reader.cancel(error).catch(() => {});
     return;

@@ -22,9 +22,9 @@ const BLOCKS = docBlocks();
 const RUNNERS: { name: string; claims(block: Block): boolean; runBy: string }[] = [
   { name: "a command line", claims: (b) => b.lang === "sh", runBy: "test/runtime/commands.test.ts" },
   {
-    name: "a text diagram",
-    // A block without a language is not code: the doc tests and this file leave it alone.
-    claims: (b) => b.lang === "",
+    name: "a text diagram or sample output",
+    // A block without a language, or in `text`, is not code: the doc tests and this file leave it alone.
+    claims: (b) => b.lang === "" || b.lang === "text",
     runBy: "nothing: it is a picture",
   },
   {
