@@ -148,7 +148,9 @@ function badSerialized(where: string, data: unknown, serialized: unknown): never
       `input.data must be a string or a value serialize can write, got ${shown(data)}; send its result instead`,
     );
   }
-  fail(where, `input.data must serialize to a string, got ${shown(serialized)}`);
+  // JSON.stringify gives undefined for what JSON cannot hold (a toJSON that returns nothing, say): say what was given.
+  const hint = serialized === undefined ? ` for ${shown(data)}; make serialize return a string for it` : "";
+  fail(where, `input.data must serialize to a string, got ${shown(serialized)}${hint}`);
 }
 
 function messageOf(error: unknown): string {

@@ -258,6 +258,12 @@ describe("encodeEvent's serialize option", () => {
   test.each<[string, EventInput, ((data: unknown) => string) | undefined, string]>([
     ["serialize returns a number", { data: 1 }, () => 5 as unknown as string, "got 5"],
     ["serialize returns an object", { data: 1 }, () => ({}) as unknown as string, "got an object"],
+    [
+      "serialize returns undefined",
+      { data: { toJSON: () => undefined } },
+      undefined,
+      "got undefined for an object; make serialize return a string for it",
+    ],
   ])("encodeEvent rejects data whose serialization is not a string: %s", (_case, input, serialize, got) => {
     expect(() => encodeEvent(input, { serialize })).toThrowError(
       new TypeError(`encodeEvent: input.data must serialize to a string, ${got}`),
