@@ -70,8 +70,13 @@ const RUNNERS: { name: string; claims(block: Block): boolean; runBy: string }[] 
     runBy: "test/runtime/frameworks.test.ts, which runs the example and checks the excerpt is in it",
   },
   {
+    name: "a drain fixture excerpt",
+    claims: (b) => /^\/\/ test\/fixtures\/drain\/\w+\.(ts|js)\n/.test(b.code),
+    runBy: "test/runtime/drain.test.ts, which runs the fixture and checks the excerpt is in it",
+  },
+  {
     name: "the SIGTERM recipe",
-    claims: (b) => b.code.includes('process.once("SIGTERM"'),
+    claims: (b) => b.code.includes('process.once("SIGTERM"') && !b.code.startsWith("// test/fixtures/"),
     runBy: "test/operating.test.ts, whose node:http test makes the same two calls on 1,000 open streams",
   },
   {
