@@ -3,7 +3,7 @@
  * and Express, Fastify and Koa). The only module that imports `node:` modules, so the root entry runs on every runtime.
  * @module
  */
-import { fail, report, shown } from "./errors.ts";
+import { checkKeys, fail, report, shown } from "./errors.ts";
 import { requestOf } from "./node/request.ts";
 import { bare, type FetchHandler, isResponse, type NodeRequest, type NodeResponse, send } from "./node/response.ts";
 
@@ -25,9 +25,9 @@ export function toRequest(req: NodeRequest, res: NodeResponse): Request {
  * `EventChannel` subscriber on HTTP/1 is handed off to write to `res` itself. The promise resolves when the response is
  * over, and never rejects. Throws a `TypeError` when `response` is not a `Response`.
  */
-export function sendResponse(res: NodeResponse, response: Response): Promise<void> {
+export function sendResponse(res: NodeResponse, response: Response, options?: NodeOptions): Promise<void> {
   if (!isResponse(response)) fail("sendResponse", `response must be a Response, got ${shown(response)}`);
-  return send(res, response);
+  return send(res, response, compressOption("sendResponse", options));
 }
 
 /**
@@ -35,11 +35,33 @@ export function sendResponse(res: NodeResponse, response: Response): Promise<voi
  * `sendResponse`. A handler that throws gets a bare `500` (the error goes to `console.error`), a request no `Request`
  * can hold a bare `400`. Throws a `TypeError` when `handler` is not a function.
  */
-export function toNodeHandler(handler: FetchHandler): (req: NodeRequest, res: NodeResponse) => Promise<void> {
+export function toNodeHandler(
+  handler: FetchHandler,
+  options?: NodeOptions,
+): (req: NodeRequest, res: NodeResponse) => Promise<void> {
   if (typeof handler !== "function") fail("toNodeHandler", `handler must be a function, got ${shown(handler)}`);
+  const compress = compressOption("toNodeHandler", options);
   // The response is sent from a callback, not after an `await` here: a suspended frame would hold the Request and the
   // Response for as long as the body lasts.
-  return (req, res) => answer(handler, req, res).then((response) => response && send(res, response));
+  return (req, res) => answer(handler, req, res).then((response) => response && send(res, response, compress));
+}
+
+/** The options of `toNodeHandler` and `sendResponse`. */
+export interface NodeOptions {
+  /**
+   * Compresses `text/event-stream` responses with `br` or `gzip`, as the request's `Accept-Encoding` prefers, flushing
+   * each chunk so that every event arrives at once. See docs/runtimes.md. @default false
+   */
+  compress?: boolean | undefined;
+}
+
+function compressOption(where: string, options: NodeOptions | undefined): boolean {
+  if (options === undefined) return false;
+  if (options === null || typeof options !== "object") fail(where, `options must be an object, got ${shown(options)}`);
+  checkKeys(where, "options", options, ["compress"]);
+  const { compress = false } = options;
+  if (typeof compress !== "boolean") fail(where, `options.compress must be a boolean, got ${shown(compress)}`);
+  return compress;
 }
 
 /** The handler's Response to this request, or `undefined` once a bare 400 or 500 has been sent instead. */

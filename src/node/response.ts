@@ -10,6 +10,7 @@ import { report } from "../errors.ts";
 import { handOffOf } from "../handoff.ts";
 import { writableLengthIsExact } from "../runtime.ts";
 import { type Sink, UNREAD_ERROR_NAME, UNREAD_GRACE_MS } from "../stream.ts";
+import { Compressor, chosenEncoding, type Encoding } from "./compress.ts";
 
 /** A request of `node:http` or `node:https` (and so of Express, Fastify and Koa), or of `node:http2`. */
 export type NodeRequest = IncomingMessage | Http2ServerRequest;
@@ -26,13 +27,19 @@ const CONNECTION_HEADERS = new Set(["connection", "keep-alive", "proxy-connectio
  * 10,000 idle connections on Node 20: about 900 B of heap more per connection, and still about 300 B more when an
  * `async` frame returns `pump`'s promise instead of awaiting it).
  */
-export function send(res: NodeResponse, response: Response): Promise<void> {
+export function send(res: NodeResponse, response: Response, compress = false): Promise<void> {
   try {
     const body = response.body;
     if (isGone(res)) return cancelled(body);
-    if (!res.headersSent) writeHead(res, response);
+    const eventStream = isEventStream(response);
+    // Only event streams, and only those not encoded already: anything else is the handler's to compress.
+    const encoding =
+      compress && eventStream && !response.headers.has("content-encoding") && !res.headersSent
+        ? chosenEncoding(res.req?.headers["accept-encoding"])
+        : undefined;
+    if (!res.headersSent) writeHead(res, response, encoding);
     if (body === null || res.req?.method === "HEAD") return Promise.all([cancelled(body), ended(res)]).then(noop);
-    return pump(res, body, isEventStream(response));
+    return pump(res, body, eventStream, encoding);
   } catch (error) {
     // A header Node refuses: as before, a rejected promise rather than a throw.
     return Promise.reject(error);
@@ -41,8 +48,18 @@ export function send(res: NodeResponse, response: Response): Promise<void> {
 
 function noop(): void {}
 
+/** Both kinds take bytes, but their typings share no `write` overload. */
+function writeTo(res: NodeResponse, bytes: Uint8Array): boolean {
+  return (res as { write(chunk: Uint8Array): boolean }).write(bytes);
+}
+
 /** Writes the body as it comes, until it ends or the client goes. */
-async function pump(res: NodeResponse, body: ReadableStream<Uint8Array>, eventStream: boolean): Promise<void> {
+async function pump(
+  res: NodeResponse,
+  body: ReadableStream<Uint8Array>,
+  eventStream: boolean,
+  encoding: Encoding | undefined,
+): Promise<void> {
   // An event stream's client that has not read its last bytes 5 s after the stream ended is gone or stalled: its
   // connection is dropped, so it holds no memory. Any other body may be a slow download, and is waited for.
   const graceMs = eventStream ? UNREAD_GRACE_MS : undefined;
@@ -57,15 +74,23 @@ async function pump(res: NodeResponse, body: ReadableStream<Uint8Array>, eventSt
   // A channel subscriber on HTTP/1 is handed off as soon as its stream holds nothing: the channel then writes to the
   // response itself, and this waits for the end (the channel's, or the client's, which cancels the body).
   const offer = handOffOf(body);
-  const sink = offer !== undefined && canHandOff(res) ? new ResponseSink(res) : undefined;
+  // A compressed stream stays on this path: its bytes go through the compressor, which the channel cannot drive.
+  const compressor =
+    encoding === undefined ? undefined : new Compressor(encoding, (bytes) => isGone(res) || writeTo(res, bytes));
+  const sink = offer !== undefined && compressor === undefined && canHandOff(res) ? new ResponseSink(res) : undefined;
   // Captured now: Node detaches the socket from the response once it has finished.
   const socket = isHttp2(res) ? undefined : res.socket;
   try {
     for (;;) {
       const { done, value } = await reader.read();
       if (done || isGone(res)) break;
-      // Both kinds take bytes, but their typings share no `write` overload.
-      if (!(res as { write(chunk: Uint8Array): boolean }).write(value)) await drained(res, reader, graceMs);
+      let full: boolean;
+      if (compressor === undefined) full = !writeTo(res, value);
+      else {
+        await compressor.write(value);
+        full = res.writableLength >= res.writableHighWaterMark;
+      }
+      if (full) await drained(res, reader, graceMs);
       if (sink !== undefined && offer?.handOff(sink)) {
         await whileHandedOff(res, () => offer.drained());
         break;
@@ -75,6 +100,7 @@ async function pump(res: NodeResponse, body: ReadableStream<Uint8Array>, eventSt
     // The body errored (a source's onError threw; its client did not read its last bytes), or held something that is
     // not bytes: a clean end would tell the client that all was sent. Cancelling stops a source still running.
     if ((error as Error | null)?.name !== UNREAD_ERROR_NAME) report(error, "sendResponse: the body failed");
+    compressor?.close();
     broken(res);
     await reader.cancel(error).catch(() => {});
     return;
@@ -82,8 +108,13 @@ async function pump(res: NodeResponse, body: ReadableStream<Uint8Array>, eventSt
     stopWatching();
   }
   // A response handed off and finished counts as gone too: Node destroys it once its end has gone out.
-  if (isGone(res)) await (cleanedUp ?? reader.cancel().catch(() => {}));
-  else await ended(res, graceMs);
+  if (isGone(res)) {
+    compressor?.close();
+    await (cleanedUp ?? reader.cancel().catch(() => {}));
+  } else {
+    await compressor?.end();
+    await ended(res, graceMs);
+  }
   // drain() ended it: the connection is not kept alive, so a server that is closing does not wait for it.
   if (offer?.closesConnection === true) socket?.end();
 }
@@ -108,11 +139,18 @@ export function whenGone(res: NodeResponse, onGone: () => void): () => void {
   };
 }
 
-function writeHead(res: NodeResponse, response: Response): void {
+function writeHead(res: NodeResponse, response: Response, encoding: Encoding | undefined): void {
   const http2 = isHttp2(res);
   for (const [name, value] of response.headers) {
     if (name === "set-cookie" || (http2 && CONNECTION_HEADERS.has(name))) continue;
     res.setHeader(name, value);
+  }
+  if (encoding !== undefined) {
+    res.setHeader("content-encoding", encoding);
+    // A cache, or a proxy, must not serve this coding to a client that did not ask for it.
+    const vary = String(res.getHeader("vary") ?? "");
+    if (!/(^|,)\s*(accept-encoding|\*)\s*(,|$)/i.test(vary))
+      res.setHeader("vary", vary === "" ? "accept-encoding" : `${vary}, accept-encoding`);
   }
   // Headers iterates each set-cookie on its own, but one setHeader per value would keep only the last.
   const cookies = response.headers.getSetCookie();

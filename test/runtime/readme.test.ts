@@ -52,7 +52,10 @@ const RUNNERS: { name: string; claims(block: Block): boolean; runBy: string }[] 
   {
     name: "node:http",
     claims: (b) =>
-      b.flag === "ignore" && b.code.includes("createServer(") && !b.code.includes("async function* clock("),
+      b.flag === "ignore" &&
+      b.code.includes("createServer(") &&
+      !b.code.includes("async function* clock(") &&
+      !b.code.includes("compress: true"),
     runBy: "here",
   },
   { name: "a Cloudflare Worker", claims: (b) => b.code.includes('from "cloudflare:workers"'), runBy: "here" },
@@ -68,6 +71,11 @@ const RUNNERS: { name: string; claims(block: Block): boolean; runBy: string }[] 
     name: "a framework excerpt",
     claims: (b) => /^\/\/ examples\/(express|fastify|koa)\/server\.js\n/.test(b.code),
     runBy: "test/runtime/frameworks.test.ts, which runs the example and checks the excerpt is in it",
+  },
+  {
+    name: "the compress option",
+    claims: (b) => b.flag === "ignore" && b.code.includes("toNodeHandler(handler, { compress: true })"),
+    runBy: "test/compress.test.ts, which serves toNodeHandler(handler, { compress: true }) to decompressing clients",
   },
   {
     name: "a drain fixture excerpt",
