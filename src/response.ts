@@ -77,6 +77,11 @@ class SourceProducer implements Producer {
     this.#onError = options.onError;
   }
 
+  /** Handed off, its stream pulls it straight into the sink. */
+  get driven(): boolean {
+    return true;
+  }
+
   pull(stream: EventStream): void | Promise<void> {
     if (this.#puller !== undefined) return this.#advance(this.#puller);
     this.#stream = stream;

@@ -25,6 +25,9 @@ const COMMENT = ":\n\n";
 /** How long an ended stream's last bytes may wait for their client before the connection is dropped. */
 export const UNREAD_GRACE_MS = 5_000;
 
+/** A driven stream is pulled while its sink holds less than this: Node's own high-water mark for a response. */
+const SINK_HIGH_WATER = 16 * 1024;
+
 /** The name of the error that drops a stream whose client did not read its last bytes: not worth a log line. */
 export const UNREAD_ERROR_NAME = "EventStreamUnreadError";
 
@@ -46,6 +49,8 @@ export interface Producer {
   canHandOff?(): boolean;
   /** A sink's backlog has fallen to what its connection takes at once (Node's `drain`). */
   drained?(): void;
+  /** Whether it writes only when pulled (a source): handed off, its stream then pulls it while the sink takes more. */
+  readonly driven?: boolean;
   /** `last` as this stream's final event, encoded; throws the `TypeError` it deserves. */
   lastText(last: EventInput, where: string): string;
   /** The stream ends now with a final event: write first what its client is owed (a resume's replay). */
@@ -59,6 +64,8 @@ export interface Sink {
   end(): void;
   /** Drops the connection: its client never read the last bytes. */
   destroy(): void;
+  /** Drops the connection as a failure, which the sink reports: the stream errored. */
+  fail(error: unknown): void;
   /** Bytes written but not yet taken by the client. */
   unread(): number;
 }
@@ -92,6 +99,11 @@ export class EventStream implements Watched, AbortTarget, Drainable {
   /** Never read: held while the stream listens to its request's signal (see requestSignalNeedsItsRequest). */
   heldRequest: Request | undefined;
   #stopDeadline: (() => void) | undefined;
+  // The first chunk, until the first read: a stream taken over before it writes it to its sink.
+  #first: Uint8Array | undefined;
+  #onPulled: (() => void) | undefined;
+  // Whether the one pull allowed past a full sink has been made (see #drive).
+  #ahead = false;
   // What onClose is told; counted whether or not there is an onClose, since a count costs less than a test.
   #onClose: StreamOptions["onClose"];
   readonly #created = Date.now();
@@ -126,6 +138,7 @@ export class EventStream implements Watched, AbortTarget, Drainable {
     // Written at once: some runtimes hold the headers back until the first body byte.
     const first = freshBytes(options.retry === undefined ? COMMENT : `retry: ${options.retry}\n\n`);
     controller.enqueue(first);
+    this.#first = first;
     this.#bytes = first.byteLength;
     const { signal, request } = options;
     const requestSignal = request !== undefined && requestSignalMeansClientLeft ? request.signal : undefined;
@@ -147,21 +160,25 @@ export class EventStream implements Watched, AbortTarget, Drainable {
 
   pull(): void | Promise<void> {
     if (this.ended !== undefined) return;
-    if (!this.reading) {
-      this.reading = true;
-      const options = this.#options as StreamOptions;
-      this.#options = undefined;
-      this.enlist();
-      // Watched from the first read: a response nobody reads needs no heartbeat, and keeps no timer alive.
-      if (options.keepAliveMs > 0) watch(this, options.keepAliveMs);
-      const { maxDurationMs } = options;
-      // Drawn between 0.9 and 1 times the limit, so that clients that connected together do not reconnect together.
-      if (maxDurationMs > 0) {
-        const ms = Math.max(1, Math.round(maxDurationMs * (0.9 + 0.1 * Math.random())));
-        this.#stopDeadline = deadline(ms, () => this.#endSafely("maxDuration"));
-      }
-    }
+    if (!this.reading) this.#startReading();
     return this.#producer.pull(this);
+  }
+
+  /** The first read, or a take-over before it: the client is there, so the timers start. */
+  #startReading(): void {
+    this.reading = true;
+    this.#first = undefined;
+    const options = this.#options as StreamOptions;
+    this.#options = undefined;
+    this.enlist();
+    // Watched from the first read: a response nobody reads needs no heartbeat, and keeps no timer alive.
+    if (options.keepAliveMs > 0) watch(this, options.keepAliveMs);
+    const { maxDurationMs } = options;
+    // Drawn between 0.9 and 1 times the limit, so that clients that connected together do not reconnect together.
+    if (maxDurationMs > 0) {
+      const ms = Math.max(1, Math.round(maxDurationMs * (0.9 + 0.1 * Math.random())));
+      this.#stopDeadline = deadline(ms, () => this.#endSafely("maxDuration"));
+    }
   }
 
   cancel(reason: unknown): void {
@@ -226,8 +243,19 @@ export class EventStream implements Watched, AbortTarget, Drainable {
    * and its producer holds nothing back. Synchronous: no write falls between the check and the move.
    */
   handOff(sink: Sink): boolean {
-    if (!(this.#producer.canHandOff?.() ?? false)) return false;
-    if (this.ended !== undefined || !this.reading || this.#sink !== undefined || this.unread() !== 0) return false;
+    if (this.ended !== undefined || this.#sink !== undefined) return false;
+    if (!this.reading) {
+      // A source's stream, taken before its first read: no body is read at all, and the source is pulled straight
+      // into the sink (Node: ServerResponse.write), with the sink's backlog as backpressure.
+      const first = this.#first;
+      if (!this.#producer.driven || first === undefined) return false;
+      this.#startReading();
+      this.#sink = sink;
+      sink.write(first);
+      this.#drive();
+      return true;
+    }
+    if (!(this.#producer.canHandOff?.() ?? false) || this.unread() !== 0) return false;
     this.#sink = sink;
     return true;
   }
@@ -235,6 +263,25 @@ export class EventStream implements Watched, AbortTarget, Drainable {
   /** Its sink's backlog has fallen (see `Sink`). */
   drained(): void {
     this.#producer.drained?.();
+    if (this.#producer.driven) this.#drive();
+  }
+
+  /** Pulls a driven producer while its sink takes more, one pull at a time. */
+  #drive(): void {
+    const sink = this.#sink as Sink;
+    while (this.ended === undefined) {
+      // One pull past a full sink, as a body holds one chunk its client has not read: a source that is done then ends
+      // the stream even when its client reads nothing more, and the 5 s grace can drop it.
+      if (sink.unread() < SINK_HIGH_WATER) this.#ahead = false;
+      else if (this.#ahead) return;
+      else this.#ahead = true;
+      const pulled = this.#producer.pull(this);
+      if (isThenable(pulled)) {
+        this.#onPulled ??= () => this.#drive();
+        pulled.then(this.#onPulled, (error) => this.fail(error));
+        return;
+      }
+    }
   }
 
   checkLast(last: EventInput): void {
@@ -304,7 +351,7 @@ export class EventStream implements Watched, AbortTarget, Drainable {
   /** Ends the stream with its body errored: the client sees a failure, not a clean end. */
   fail(error: unknown): void {
     this.end("error", error, false);
-    if (this.#sink !== undefined) this.#sink.destroy();
+    if (this.#sink !== undefined) this.#sink.fail(error);
     else this.#controller.error(error);
   }
 

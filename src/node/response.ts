@@ -71,8 +71,8 @@ async function pump(
     cleanedUp ??= reader.cancel().catch(() => {});
   };
   const stopWatching = whenGone(res, onGone);
-  // A channel subscriber on HTTP/1 is handed off as soon as its stream holds nothing: the channel then writes to the
-  // response itself, and this waits for the end (the channel's, or the client's, which cancels the body).
+  // A stream of this package on HTTP/1 is handed off: it then writes to the response itself, and this waits for the end
+  // (the stream's, or the client's, which cancels the body).
   const offer = handOffOf(body);
   // A compressed stream stays on this path: its bytes go through the compressor, which the channel cannot drive.
   const compressor =
@@ -81,7 +81,12 @@ async function pump(
   // Captured now: Node detaches the socket from the response once it has finished.
   const socket = isHttp2(res) ? undefined : res.socket;
   try {
-    for (;;) {
+    // A source's own stream is taken before its first read: it then writes to `res` itself, with no body in between.
+    for (let handedOff = sink !== undefined && offer?.handOff(sink); ; ) {
+      if (handedOff) {
+        await whileHandedOff(res, () => offer?.drained());
+        break;
+      }
       const { done, value } = await reader.read();
       if (done || isGone(res)) break;
       let full: boolean;
@@ -91,10 +96,8 @@ async function pump(
         full = res.writableLength >= res.writableHighWaterMark;
       }
       if (full) await drained(res, reader, graceMs);
-      if (sink !== undefined && offer?.handOff(sink)) {
-        await whileHandedOff(res, () => offer.drained());
-        break;
-      }
+      // A channel subscriber is taken as soon as its body holds nothing.
+      handedOff = sink !== undefined && offer?.handOff(sink) === true;
     }
   } catch (error) {
     // The body errored (a source's onError threw; its client did not read its last bytes), or held something that is
@@ -186,6 +189,10 @@ class ResponseSink implements Sink {
   }
   destroy(): void {
     this.#res.destroy();
+  }
+  fail(error: unknown): void {
+    report(error, "sendResponse: the body failed");
+    broken(this.#res);
   }
   unread(): number {
     return this.#res.writableLength;
