@@ -175,6 +175,27 @@ const COMMANDS: Record<string, Row> = {
     ],
   },
   "curl -N --http2-prior-knowledge http://127.0.0.1:8793/events": { elsewhere: "a client of npm run example:http2" },
+  // The metrics examples emit only what is published: the stream's first chunk shows it is served.
+  "npm run example:prometheus": {
+    serves: { port: 8794, probe: { get: "/events", firstChunk: true } },
+    clients: [
+      {
+        command: "curl -N http://127.0.0.1:8794/events",
+        ready: /^(retry|:)/m,
+        expect: /event: note\nid: 1\ndata: hello\n/,
+      },
+      { command: "curl -i -d 'hello' http://127.0.0.1:8794/publish", expect: /^HTTP\/1\.1 204 /m },
+      { command: "curl http://127.0.0.1:8794/metrics", expect: /^sse_events_emitted_total 1$/m },
+    ],
+  },
+  "curl -N http://127.0.0.1:8794/events": { elsewhere: "a client of npm run example:prometheus" },
+  "curl -i -d 'hello' http://127.0.0.1:8794/publish": { elsewhere: "a client of npm run example:prometheus" },
+  "curl http://127.0.0.1:8794/metrics": { elsewhere: "a client of npm run example:prometheus" },
+  "npm run example:opentelemetry": {
+    serves: { port: 8795, probe: { get: "/events", firstChunk: true } },
+    clients: [{ command: "curl -i -d 'hello' http://127.0.0.1:8795/publish", expect: /^HTTP\/1\.1 204 /m }],
+  },
+  "curl -i -d 'hello' http://127.0.0.1:8795/publish": { elsewhere: "a client of npm run example:opentelemetry" },
 };
 
 /** The pages whose commands a newcomer types: the README, docs/, and each example's README. */
