@@ -98,6 +98,16 @@ const RUNNERS: { name: string; claims(block: Block): boolean; runBy: string }[] 
     runBy: "test/runtime/relay.test.ts",
   },
   {
+    name: "the expiring token recipe",
+    claims: (b) => b.code.includes("async function expiryOf("),
+    runBy: "test/runtime/expiring-token.test.ts",
+  },
+  {
+    name: "the re-authenticating client recipe",
+    claims: (b) => b.code.includes("export function authorizedEventSource("),
+    runBy: "test/runtime/expiring-token.test.ts",
+  },
+  {
     name: "the POST stream client recipe",
     claims: (b) => b.code.includes("export async function* chat("),
     runBy: "test/runtime/relay.test.ts",
