@@ -24,7 +24,12 @@ import { blocksOfFile, docFiles } from "./readme-blocks.ts";
  * How the test knows a server serves events: a GET that streams one, or a POST whose answer streams one. With
  * `firstChunk`, the stream's first chunk is enough: its events come from the clients' commands (a publish).
  */
-type Probe = ({ get: string } | { post: string; body: unknown }) & { firstChunk?: true; h2c?: true };
+type Probe = ({ get: string } | { post: string; body: unknown }) & {
+  firstChunk?: true;
+  h2c?: true;
+  /** A server that refuses a request without credentials: answering with this status is serving. */
+  refuses?: number;
+};
 
 /** A command run next to a server, in order: it is started once the previous one printed its `ready` text. */
 interface Client {
@@ -175,6 +180,36 @@ const COMMANDS: Record<string, Row> = {
     ],
   },
   "curl -N --http2-prior-knowledge http://127.0.0.1:8793/events": { elsewhere: "a client of npm run example:http2" },
+  // The metrics examples emit only what is published: the stream's first chunk shows it is served.
+  "npm run example:prometheus": {
+    serves: { port: 8794, probe: { get: "/events", firstChunk: true } },
+    clients: [
+      {
+        command: "curl -N http://127.0.0.1:8794/events",
+        ready: /^(retry|:)/m,
+        expect: /event: note\nid: 1\ndata: hello\n/,
+      },
+      { command: "curl -i -d 'hello' http://127.0.0.1:8794/publish", expect: /^HTTP\/1\.1 204 /m },
+      { command: "curl http://127.0.0.1:8794/metrics", expect: /^sse_events_emitted_total 1$/m },
+    ],
+  },
+  "curl -N http://127.0.0.1:8794/events": { elsewhere: "a client of npm run example:prometheus" },
+  "curl -i -d 'hello' http://127.0.0.1:8794/publish": { elsewhere: "a client of npm run example:prometheus" },
+  "curl http://127.0.0.1:8794/metrics": { elsewhere: "a client of npm run example:prometheus" },
+  "npm run example:opentelemetry": {
+    serves: { port: 8795, probe: { get: "/events", firstChunk: true } },
+    clients: [{ command: "curl -i -d 'hello' http://127.0.0.1:8795/publish", expect: /^HTTP\/1\.1 204 /m }],
+  },
+  "curl -i -d 'hello' http://127.0.0.1:8795/publish": { elsewhere: "a client of npm run example:opentelemetry" },
+  "npm run example:token": {
+    serves: { port: 8796, probe: { get: "/events", refuses: 401 } },
+    clients: [
+      { command: "node examples/expiring-token/client.js http://127.0.0.1:8796", expect: /^tick \d+ \d{4}-/m },
+      { command: "curl -i http://127.0.0.1:8796/events", expect: /^HTTP\/1\.1 401 /m },
+    ],
+  },
+  "node examples/expiring-token/client.js http://127.0.0.1:8796": { elsewhere: "a client of npm run example:token" },
+  "curl -i http://127.0.0.1:8796/events": { elsewhere: "a client of npm run example:token" },
 };
 
 /** The pages whose commands a newcomer types: the README, docs/, and each example's README. */
@@ -302,6 +337,11 @@ async function servesEvents(origin: string, probe: Probe, server: Spawned, ms: n
     }
     // Not yet listening (a build may come first): the connection is refused at once, so try again.
     const response = await fetch(url, init).catch(() => undefined);
+    if (response !== undefined && probe.refuses !== undefined) {
+      expect(response.status).toBe(probe.refuses);
+      await response.body?.cancel();
+      return;
+    }
     if (response !== undefined) {
       expect(response.headers.get("content-type")).toBe("text/event-stream; charset=utf-8");
       const reader = readerOf(response);

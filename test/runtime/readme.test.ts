@@ -83,6 +83,11 @@ const RUNNERS: { name: string; claims(block: Block): boolean; runBy: string }[] 
     runBy: "test/runtime/drain.test.ts, which runs the fixture and checks the excerpt is in it",
   },
   {
+    name: "a metrics excerpt",
+    claims: (b) => /^\/\/ examples\/metrics\/(prometheus|opentelemetry)\.js\n/.test(b.code),
+    runBy: "test/runtime/metrics.test.ts, which runs the example and checks the excerpt is in it",
+  },
+  {
     name: "the SIGTERM recipe",
     claims: (b) => b.code.includes('process.once("SIGTERM"') && !b.code.startsWith("// test/fixtures/"),
     runBy: "test/operating.test.ts, whose node:http test makes the same two calls on 1,000 open streams",
@@ -91,6 +96,16 @@ const RUNNERS: { name: string; claims(block: Block): boolean; runBy: string }[] 
     name: "the relay recipe",
     claims: (b) => b.code.includes("export async function relay("),
     runBy: "test/runtime/relay.test.ts",
+  },
+  {
+    name: "the expiring token recipe",
+    claims: (b) => b.code.includes("async function expiryOf("),
+    runBy: "test/runtime/expiring-token.test.ts",
+  },
+  {
+    name: "the re-authenticating client recipe",
+    claims: (b) => b.code.includes("export function authorizedEventSource("),
+    runBy: "test/runtime/expiring-token.test.ts",
   },
   {
     name: "the POST stream client recipe",
