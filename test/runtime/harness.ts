@@ -4,10 +4,11 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
+import { readFile } from "node:fs/promises";
 import { createServer, type RequestListener, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import { fileURLToPath } from "node:url";
-import { build } from "esbuild";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import { build, type Plugin } from "esbuild";
 import { type Browser, chromium } from "playwright-core";
 import { expect, test } from "vitest";
 import { type ParsedEvent, parseWire, readerOf } from "../helpers.ts";
@@ -441,6 +442,23 @@ export const PACKAGE_ALIAS = {
 };
 
 /**
+ * esbuild: each module's `import.meta.url` stays its own file's URL, not the bundle's, so an example that reads a
+ * file beside it (the Node demo's page) finds it when bundled.
+ */
+const ownImportMetaUrl: Plugin = {
+  name: "own-import-meta-url",
+  setup(builder) {
+    builder.onLoad({ filter: /[\\/]examples[\\/].*\.js$/ }, async (args) => {
+      const code = await readFile(args.path, "utf8");
+      return {
+        contents: code.replaceAll("import.meta.url", JSON.stringify(pathToFileURL(args.path).href)),
+        loader: "js",
+      };
+    });
+  },
+};
+
+/**
  * An example bundled with the package names mapped to src/, so no build and no stale dist/; the packages in
  * `external` (a framework) stay imports, resolved from node_modules.
  */
@@ -454,6 +472,7 @@ export async function bundleExample(entry: string, name: string, external: strin
     outfile,
     external,
     alias: PACKAGE_ALIAS,
+    plugins: [ownImportMetaUrl],
     logLevel: "silent",
   });
   return outfile;
@@ -463,3 +482,4 @@ export async function bundleExample(entry: string, name: string, external: strin
 export function bundleNodeDemo(name: string): Promise<string> {
   return bundleExample("examples/node/demo.js", name);
 }
+
