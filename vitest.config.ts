@@ -24,6 +24,9 @@ export default defineConfig({
       "test/runtime/nextjs.test.ts",
       "test/runtime/bun-stall.test.ts",
     ],
+    // undici's EventSource, a client the tests use on purpose, warns once per process that it is experimental: a
+    // passing run prints nothing on stderr.
+    execArgv: ["--disable-warning=UNDICI-ES"],
     // Unhandled rejections fail the run (vitest's default); never turn that off.
     dangerouslyIgnoreUnhandledErrors: false,
     testTimeout: 20_000,

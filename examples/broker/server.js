@@ -15,6 +15,7 @@ import { createServer } from "node:http";
 import { EventChannel, encodeEvent } from "eventsource-server";
 import { toNodeHandler } from "eventsource-server/node";
 import { createClient } from "redis";
+import { closerOf, onShutdown } from "../shared/shutdown.js";
 import { redisStreamLog } from "./stream-log.js";
 
 const {
@@ -116,23 +117,22 @@ const server = createServer((req, res) => {
   res.once("close", () => open.delete(res));
   return listener(req, res);
 });
+const close = closerOf(server);
 server.listen(port, "127.0.0.1", () => {
   const address = server.address();
   const actual = typeof address === "object" && address !== null ? address.port : port;
   console.log(`eventsource-server broker: http://127.0.0.1:${actual}/events, stream "${key}" at ${redisUrl}`);
 });
 
-for (const signal of /** @type {const} */ (["SIGINT", "SIGTERM"])) {
-  process.once(signal, async () => {
-    // The farewell asks clients to come back after retryMs, to another instance behind a load balancer; they
-    // send their Last-Event-ID and resume from the stream. Every stream then ends normally.
-    channel.close({ retry: retryMs, comment: "restarting" });
-    server.close();
-    const ended = [...open].map((res) => new Promise((resolve) => res.once("close", resolve)));
-    await Promise.race([Promise.all(ended), new Promise((resolve) => setTimeout(resolve, 2_000))]);
-    server.closeAllConnections();
-    await log.stop();
-    await commands.close().catch(() => {});
-    process.exit(0);
-  });
-}
+onShutdown(async () => {
+  // The farewell asks clients to come back after retryMs, to another instance behind a load balancer; they
+  // send their Last-Event-ID and resume from the stream. Every stream then ends normally: wait (2 s at most)
+  // until each farewell is written before closing what is left.
+  channel.close({ retry: retryMs, comment: "restarting" });
+  server.close();
+  const ended = [...open].map((res) => new Promise((resolve) => res.once("close", resolve)));
+  await Promise.race([Promise.all(ended), new Promise((resolve) => setTimeout(resolve, 2_000))]);
+  await close();
+  await log.stop();
+  await commands.close().catch(() => {});
+});

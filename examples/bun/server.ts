@@ -1,8 +1,10 @@
 /**
- * The demo on Bun: a page that shows live events, and the event stream it listens to, on
+ * The examples' ticks on Bun: the shared page on `/` and the event stream it listens to on `/events`, on
  * http://127.0.0.1:8787 (or $PORT; 0 picks a free port). Run it from this folder with `npx bun server.ts`.
  */
-import { type EventSourceContext, eventSourceResponse } from "eventsource-server";
+import { eventSourceResponse } from "eventsource-server";
+import { onShutdown } from "../shared/shutdown.js";
+import { ticks } from "../shared/ticks.js";
 
 // Just the parts of Bun's API used here, so this file type-checks without `@types/bun`.
 declare global {
@@ -12,6 +14,7 @@ declare global {
 }
 declare const Bun: {
   env: Record<string, string | undefined>;
+  file(path: URL): Blob;
   serve(options: {
     hostname: string;
     port: number;
@@ -22,64 +25,14 @@ declare const Bun: {
     stop(closeActiveConnections?: boolean): Promise<void>;
   };
 };
-declare const process: { once(signal: string, listener: () => void): void; exit(code: number): never };
 
-/**
- * A `tick` event with the time every second, and a `stats` event with JSON data every fifth tick. It resumes
- * the count after the client's last event ID, and stops waiting the moment the client leaves.
- */
-async function* ticks({ signal, lastEventId }: EventSourceContext) {
-  let id = Number(lastEventId) || 0;
-  const started = Date.now();
-  while (!signal.aborted) {
-    id += 1;
-    yield { event: "tick", id, data: new Date().toISOString() };
-    if (id % 5 === 0) yield { event: "stats", data: { ticks: id, uptimeMs: Date.now() - started } };
-    await sleep(1_000, signal);
-  }
-}
-
-/** Waits `ms`, or less if `signal` aborts first. */
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const done = (): void => {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener("abort", done, { once: true });
-  });
-}
-
-const page = `<!doctype html>
-<html lang="en">
-<meta charset="utf-8">
-<title>eventsource-server on Bun</title>
-<h1>eventsource-server on Bun</h1>
-<p>Status: <span id="status">connecting…</span></p>
-<ul id="events"></ul>
-<script>
-  const source = new EventSource("/events");
-  const list = document.getElementById("events");
-  const status = document.getElementById("status");
-  function show(event) {
-    const item = document.createElement("li");
-    item.textContent = event.type + (event.lastEventId ? " #" + event.lastEventId : "") + ": " + event.data;
-    list.prepend(item);
-    while (list.children.length > 20) list.lastElementChild.remove();
-  }
-  source.onopen = () => { status.textContent = "open"; };
-  source.onerror = () => { status.textContent = "reconnecting…"; };
-  source.addEventListener("tick", show);
-  source.addEventListener("stats", show);
-</script>
-`;
+const page = new URL("../shared/page.html", import.meta.url);
 
 /** The Fetch handler: the page on `/`, the event stream on `/events`. */
 export function handle(request: Request): Response {
   const { pathname } = new URL(request.url);
-  if (pathname === "/") return new Response(page, { headers: { "content-type": "text/html; charset=utf-8" } });
+  // Bun.file is read as the response is sent, and its type comes from the extension (text/html;charset=utf-8).
+  if (pathname === "/") return new Response(Bun.file(page));
   // `request` gives the stream its signal (the client left) and its Last-Event-ID (where to resume).
   if (pathname === "/events") return eventSourceResponse(ticks, { request, retry: 2_000 });
   return new Response("not found\n", { status: 404 });
@@ -95,11 +48,7 @@ if (import.meta.main) {
     idleTimeout: 0,
     fetch: handle,
   });
-  console.log(`eventsource-server demo: http://127.0.0.1:${server.port}/ (Ctrl-C to stop)`);
-  for (const signal of ["SIGINT", "SIGTERM"]) {
-    process.once(signal, () => {
-      // Open event streams never end by themselves: close their connections too.
-      void server.stop(true).then(() => process.exit(0));
-    });
-  }
+  console.log(`eventsource-server on Bun: http://127.0.0.1:${server.port}/ (Ctrl-C to stop)`);
+  // `true`: close the open event streams too, which never end by themselves.
+  onShutdown(() => server.stop(true));
 }

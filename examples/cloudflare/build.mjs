@@ -39,6 +39,8 @@ export async function bundle() {
     // As wrangler does: "alias" maps a package name to a path relative to wrangler.jsonc.
     alias: Object.fromEntries(Object.entries(config.alias ?? {}).map(([name, path]) => [name, here(path)])),
     external: ["cloudflare:*"],
+    // As wrangler's default module rules do: an imported `.html` file is a Text module, its text.
+    loader: { ".html": "text" },
     sourcemap: true,
     logLevel: "warning",
   });

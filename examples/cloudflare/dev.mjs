@@ -6,6 +6,7 @@
  */
 import { fileURLToPath } from "node:url";
 import { Miniflare } from "miniflare";
+import { onShutdown } from "../shared/shutdown.js";
 import { bundle, miniflareOptions } from "./build.mjs";
 
 await bundle();
@@ -16,15 +17,4 @@ console.log(`Worker on ${url} (open it in a browser)`);
 console.log(`  curl -N ${url}ticks`);
 console.log(`  curl -N ${url}rooms/lobby/events`);
 console.log(`  curl -d 'hello' ${url}rooms/lobby/publish`);
-
-for (const signal of /** @type {const} */ (["SIGINT", "SIGTERM"])) {
-  process.once(signal, () => {
-    mf.dispose().then(
-      () => process.exit(0),
-      (error) => {
-        console.error(error);
-        process.exit(1);
-      },
-    );
-  });
-}
+onShutdown(() => mf.dispose());

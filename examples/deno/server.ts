@@ -1,60 +1,13 @@
 /**
- * The demo on Deno: a page that shows live events, and the event stream it listens to, on
+ * The examples' ticks on Deno: the shared page on `/` and the event stream it listens to on `/events`, on
  * http://127.0.0.1:8787 (or $PORT; 0 picks a free port). Run it from this folder with `npx deno task start`.
  */
-import { type EventSourceContext, eventSourceResponse } from "eventsource-server";
+import { eventSourceResponse } from "eventsource-server";
+import { onShutdown } from "../shared/shutdown.js";
+import { ticks } from "../shared/ticks.js";
 
-/**
- * A `tick` event with the time every second, and a `stats` event with JSON data every fifth tick. It resumes
- * the count after the client's last event ID, and stops waiting the moment the client leaves.
- */
-async function* ticks({ signal, lastEventId }: EventSourceContext) {
-  let id = Number(lastEventId) || 0;
-  const started = Date.now();
-  while (!signal.aborted) {
-    id += 1;
-    yield { event: "tick", id, data: new Date().toISOString() };
-    if (id % 5 === 0) yield { event: "stats", data: { ticks: id, uptimeMs: Date.now() - started } };
-    await sleep(1_000, signal);
-  }
-}
-
-/** Waits `ms`, or less if `signal` aborts first. */
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const done = (): void => {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener("abort", done, { once: true });
-  });
-}
-
-const page = `<!doctype html>
-<html lang="en">
-<meta charset="utf-8">
-<title>eventsource-server on Deno</title>
-<h1>eventsource-server on Deno</h1>
-<p>Status: <span id="status">connecting…</span></p>
-<ul id="events"></ul>
-<script>
-  const source = new EventSource("/events");
-  const list = document.getElementById("events");
-  const status = document.getElementById("status");
-  function show(event) {
-    const item = document.createElement("li");
-    item.textContent = event.type + (event.lastEventId ? " #" + event.lastEventId : "") + ": " + event.data;
-    list.prepend(item);
-    while (list.children.length > 20) list.lastElementChild.remove();
-  }
-  source.onopen = () => { status.textContent = "open"; };
-  source.onerror = () => { status.textContent = "reconnecting…"; };
-  source.addEventListener("tick", show);
-  source.addEventListener("stats", show);
-</script>
-`;
+// Read once, at start-up: the start task allows reading ../shared and nothing else.
+const page = await Deno.readTextFile(new URL("../shared/page.html", import.meta.url));
 
 /** The Fetch handler: the page on `/`, the event stream on `/events`. */
 export function handle(request: Request): Response {
@@ -66,13 +19,20 @@ export function handle(request: Request): Response {
 }
 
 if (import.meta.main) {
+  // server.shutdown() waits for open requests to finish, and an event stream never does; aborting the server's
+  // signal closes the open connections too.
+  const stopping = new AbortController();
   const server = Deno.serve(
     {
       hostname: "127.0.0.1",
       port: Number(Deno.env.get("PORT") ?? 8787),
-      onListen: ({ port }) => console.log(`eventsource-server demo: http://127.0.0.1:${port}/ (Ctrl-C to stop)`),
+      signal: stopping.signal,
+      onListen: ({ port }) => console.log(`eventsource-server on Deno: http://127.0.0.1:${port}/ (Ctrl-C to stop)`),
     },
     handle,
   );
-  await server.finished;
+  onShutdown(() => {
+    stopping.abort();
+    return server.finished;
+  });
 }

@@ -4,23 +4,11 @@
  * `POST /words`, which answers a JSON body with an event stream (one event per word, as a chat model streams its
  * answer). On http://127.0.0.1:8790 (or $PORT; 0 picks a free port). Run it with `npm run example:express`.
  */
-import { setTimeout as sleep } from "node:timers/promises";
 import { eventSourceResponse } from "eventsource-server";
 import { sendResponse, toNodeHandler, toRequest } from "eventsource-server/node";
 import express from "express";
-
-/**
- * A `tick` event with the time every second, resuming after the client's last event ID, until the client leaves.
- *
- * @param {import("eventsource-server").EventSourceContext} context
- */
-async function* ticks({ signal, lastEventId }) {
-  let id = Number(lastEventId) || 0;
-  while (!signal.aborted) {
-    yield { event: "tick", id: ++id, data: new Date().toISOString() };
-    await sleep(1_000, undefined, { signal }).catch(() => {});
-  }
-}
+import { closerOf, onShutdown } from "../shared/shutdown.js";
+import { ticks } from "../shared/ticks.js";
 
 const app = express();
 app.use(express.json());
@@ -40,11 +28,4 @@ const server = app.listen(Number(process.env.PORT ?? 8790), "127.0.0.1", () => {
   const { port } = /** @type {import("node:net").AddressInfo} */ (server.address());
   console.log(`express example: http://127.0.0.1:${port}/events (Ctrl-C to stop)`);
 });
-
-for (const signal of /** @type {const} */ (["SIGINT", "SIGTERM"])) {
-  process.once(signal, () => {
-    server.close(() => process.exit(0));
-    // Open event streams never end by themselves; close their connections so close() can finish.
-    server.closeAllConnections();
-  });
-}
+onShutdown(closerOf(server));

@@ -4,23 +4,11 @@
  * an event stream. On http://127.0.0.1:8791 (or $PORT; 0 picks a free port). Run it with
  * `npm run example:fastify`.
  */
-import { setTimeout as sleep } from "node:timers/promises";
 import { eventSourceResponse } from "eventsource-server";
 import { sendResponse, toRequest } from "eventsource-server/node";
 import Fastify from "fastify";
-
-/**
- * A `tick` event with the time every second, resuming after the client's last event ID, until the client leaves.
- *
- * @param {import("eventsource-server").EventSourceContext} context
- */
-async function* ticks({ signal, lastEventId }) {
-  let id = Number(lastEventId) || 0;
-  while (!signal.aborted) {
-    yield { event: "tick", id: ++id, data: new Date().toISOString() };
-    await sleep(1_000, undefined, { signal }).catch(() => {});
-  }
-}
+import { onShutdown } from "../shared/shutdown.js";
+import { ticks } from "../shared/ticks.js";
 
 // close() waits for open connections, and an event stream never ends by itself: close them too.
 const app = Fastify({ forceCloseConnections: true });
@@ -43,15 +31,4 @@ app.post("/words", (request, reply) => {
 await app.listen({ port: Number(process.env.PORT ?? 8791), host: "127.0.0.1" });
 const { port } = /** @type {import("node:net").AddressInfo} */ (app.server.address());
 console.log(`fastify example: http://127.0.0.1:${port}/events (Ctrl-C to stop)`);
-
-for (const signal of /** @type {const} */ (["SIGINT", "SIGTERM"])) {
-  process.once(signal, () => {
-    app.close().then(
-      () => process.exit(0),
-      (error) => {
-        console.error(error);
-        process.exit(1);
-      },
-    );
-  });
-}
+onShutdown(() => app.close());

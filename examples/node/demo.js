@@ -11,6 +11,7 @@
 import { createServer } from "node:http";
 import { EventChannel } from "eventsource-server";
 import { toNodeHandler } from "eventsource-server/node";
+import { closerOf, onShutdown } from "../shared/shutdown.js";
 import { favicon, page } from "./page.js";
 
 /** The Drop button's switches: one AbortController per open tab, by the tab's name. */
@@ -79,18 +80,15 @@ function demoRoutes(request) {
 
 const port = Number(process.env.PORT ?? 8787);
 const server = createServer(toNodeHandler(handle));
+const close = closerOf(server);
 server.listen(port, "127.0.0.1", () => {
   // With PORT=0 the system picks the port, so print the one it picked.
   const { port: actual } = /** @type {import("node:net").AddressInfo} */ (server.address());
   console.log(`eventsource-server demo: http://127.0.0.1:${actual}/ (Ctrl-C to stop)`);
 });
 
-for (const signal of /** @type {const} */ (["SIGINT", "SIGTERM"])) {
-  process.once(signal, () => {
-    console.log("stopping");
-    channel.close();
-    server.close(() => process.exit(0));
-    // Open event streams never end by themselves; close their connections so close() can finish.
-    server.closeAllConnections();
-  });
-}
+onShutdown(() => {
+  console.log("stopping");
+  channel.close();
+  return close();
+});

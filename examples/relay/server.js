@@ -6,6 +6,7 @@
  */
 import { createServer } from "node:http";
 import { toNodeHandler } from "eventsource-server/node";
+import { closerOf, onShutdown } from "../shared/shutdown.js";
 import { startFakeUpstream } from "./fake-upstream.js";
 import { relay } from "./relay.js";
 
@@ -26,16 +27,14 @@ function handle(request) {
 }
 
 const server = createServer(toNodeHandler(handle));
+const close = closerOf(server);
 server.listen(Number(PORT ?? 8789), "127.0.0.1", () => {
   const { port } = /** @type {import("node:net").AddressInfo} */ (server.address());
   console.log(`relay: POST http://127.0.0.1:${port}/chat (Ctrl-C to stop)`);
   console.log(fake === undefined ? `upstream: ${upstream.url}` : "upstream: the built-in fake (set UPSTREAM_URL)");
 });
 
-for (const signal of /** @type {const} */ (["SIGINT", "SIGTERM"])) {
-  process.once(signal, () => {
-    fake?.stop();
-    server.close(() => process.exit(0));
-    server.closeAllConnections();
-  });
-}
+onShutdown(() => {
+  fake?.stop();
+  return close();
+});

@@ -408,8 +408,14 @@ describe("README commands", () => {
   const CI = EVENTSOURCE_SERVER_CI === "1";
   for (const [command, row] of Object.entries(COMMANDS).filter(([, r]) => r.serves !== undefined)) {
     const where = row.serves?.ci ? test.runIf(CI) : test.skipIf(CI);
+    // Each row runs in one of the two configs; the name says where, so a skip in the other one says why.
+    const only = row.serves?.ci
+      ? " (only in npm run test:ci: a Next.js production build is too slow for npm test)"
+      : CI
+        ? " (only in npm test: npm run test:ci runs just the Next.js rows)"
+        : "";
     where(
-      `\`${command}\` serves events, and its clients work against it, as typed`,
+      `\`${command}\` serves events, and its clients work against it, as typed${only}`,
       async () => {
         const serves = row.serves;
         if (serves === undefined) throw new Error("not a server");

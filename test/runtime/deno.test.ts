@@ -35,7 +35,10 @@ afterAll(async () => {
   await server?.stop();
 });
 
-/** Deno's own EventSource, in its own process: it prints what it sees, and closing its stdin closes it. */
+/**
+ * Deno's own EventSource, in its own process: it prints what it sees, and closing its stdin closes it. What it
+ * prints on stderr is kept, and closing the client fails with it: a healthy client prints nothing there.
+ */
 const denoEventSource: Connect = async (url, types) => {
   const seen = new Recorder();
   const child = spawn(
@@ -44,9 +47,13 @@ const denoEventSource: Connect = async (url, types) => {
     {
       cwd: ROOT,
       env: { ...process.env, ...DENO_ENV },
-      stdio: ["pipe", "pipe", "inherit"],
+      stdio: ["pipe", "pipe", "pipe"],
     },
   );
+  let stderr = "";
+  child.stderr.setEncoding("utf8").on("data", (chunk: string) => {
+    stderr += chunk;
+  });
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
   let partial = "";
   child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
@@ -67,6 +74,7 @@ const denoEventSource: Connect = async (url, types) => {
       } finally {
         child.kill("SIGKILL");
       }
+      if (stderr !== "") throw new Error(`Deno's EventSource client printed on stderr:\n${stderr}`);
     },
   };
   return client;

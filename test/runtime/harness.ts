@@ -4,10 +4,12 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
+import { readFile } from "node:fs/promises";
 import { createServer, type RequestListener, type Server } from "node:http";
+import { connect as http2Connect, type IncomingHttpHeaders } from "node:http2";
 import type { AddressInfo } from "node:net";
-import { fileURLToPath } from "node:url";
-import { build } from "esbuild";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import { build, type Plugin } from "esbuild";
 import { type Browser, chromium } from "playwright-core";
 import { expect, test } from "vitest";
 import { type ParsedEvent, parseWire, readerOf } from "../helpers.ts";
@@ -441,6 +443,23 @@ export const PACKAGE_ALIAS = {
 };
 
 /**
+ * esbuild: each module's `import.meta.url` stays its own file's URL, not the bundle's, so an example that reads a
+ * file beside it (the Node demo's page) finds it when bundled.
+ */
+const ownImportMetaUrl: Plugin = {
+  name: "own-import-meta-url",
+  setup(builder) {
+    builder.onLoad({ filter: /[\\/]examples[\\/].*\.js$/ }, async (args) => {
+      const code = await readFile(args.path, "utf8");
+      return {
+        contents: code.replaceAll("import.meta.url", JSON.stringify(pathToFileURL(args.path).href)),
+        loader: "js",
+      };
+    });
+  },
+};
+
+/**
  * An example bundled with the package names mapped to src/, so no build and no stale dist/; the packages in
  * `external` (a framework) stay imports, resolved from node_modules.
  */
@@ -454,6 +473,7 @@ export async function bundleExample(entry: string, name: string, external: strin
     outfile,
     external,
     alias: PACKAGE_ALIAS,
+    plugins: [ownImportMetaUrl],
     logLevel: "silent",
   });
   return outfile;
@@ -462,4 +482,168 @@ export async function bundleExample(entry: string, name: string, external: strin
 /** examples/node/demo.js bundled with the package name mapped to src/, so no build and no stale dist/. */
 export function bundleNodeDemo(name: string): Promise<string> {
   return bundleExample("examples/node/demo.js", name);
+}
+
+/**
+ * Last event IDs a client may send that a careless `Number(id) || 0` misreads: Infinity (a thousand 9s,
+ * `1e400`), a number rounded to its neighbour (`2 ** 53 + 1`), or a count the server never gave (a sign,
+ * whitespace, hex, words).
+ */
+export const HOSTILE_IDS = ["9".repeat(1_000), "1e400", "9007199254740993", "-1", " 5", "0x10", "abc"];
+
+/** An id as a test name shows it: a thousand 9s would make the name unreadable. */
+export function shownId(id: string): string {
+  return id.length > 20 ? `"${id.slice(0, 8)}…" (${id.length} chars)` : JSON.stringify(id);
+}
+
+/** An open event stream read as text chunks, over fetch or over HTTP/2 without TLS (which fetch does not speak). */
+interface WireStream {
+  status: number;
+  contentType: string | null;
+  /** The next chunk, or `undefined` once the stream has ended. */
+  next(): Promise<string | undefined>;
+  close(): Promise<void>;
+}
+
+async function fetchStream(url: string, headers: Record<string, string>): Promise<WireStream> {
+  const response = await within(fetch(url, { headers }), 10_000, `fetch ${url}`);
+  const reader = readerOf(response);
+  const decoder = new TextDecoder();
+  return {
+    status: response.status,
+    contentType: response.headers.get("content-type"),
+    async next() {
+      const { done, value } = await reader.read();
+      return done ? undefined : decoder.decode(value, { stream: true });
+    },
+    close: () => reader.cancel(),
+  };
+}
+
+async function h2cStream(url: string, headers: Record<string, string>): Promise<WireStream> {
+  const { origin, pathname, search } = new URL(url);
+  const session = http2Connect(origin);
+  session.on("error", () => {});
+  const stream = session.request({ ":path": `${pathname}${search}`, ...headers });
+  stream.setEncoding("utf8");
+  const chunks: (string | undefined)[] = [];
+  let waiting: (() => void) | undefined;
+  const push = (chunk: string | undefined) => {
+    chunks.push(chunk);
+    waiting?.();
+  };
+  stream.on("data", push);
+  stream.once("end", () => push(undefined));
+  stream.once("error", () => push(undefined));
+  const responseHeaders = await within(
+    new Promise<IncomingHttpHeaders>((resolve) => stream.once("response", resolve)),
+    10_000,
+    `the headers of ${url}`,
+  );
+  return {
+    status: Number(responseHeaders[":status"]),
+    contentType: String(responseHeaders["content-type"] ?? null),
+    async next() {
+      while (chunks.length === 0) await new Promise<void>((resolve) => (waiting = resolve));
+      return chunks.shift();
+    },
+    async close() {
+      stream.close();
+      session.destroy();
+    },
+  };
+}
+
+/** How one example is asked for its stream in a hostile-ids check. */
+export interface HostileTarget {
+  /** The stream's URL. */
+  url(): string;
+  /** Makes the events the stream carries, for a stream fed by publishing (a room, a broker); ticks need none. */
+  publish?(url: string): Promise<void>;
+  /** Ticks numbered 1, 2, 3… after an id the example cannot resume from: the first must be 1. */
+  countsFromOne?: true;
+  /** Ids are Redis Stream entry ids (`<ms>-<seq>`), not counts. */
+  entryIds?: true;
+  /** HTTP/2 without TLS. */
+  h2c?: true;
+}
+
+/** An id as numbers that compare in the order the server gives them; `undefined` for an id it would never give. */
+function idOrder(id: string, target: HostileTarget): bigint[] | undefined {
+  const pattern = target.entryIds ? /^(\d+)-(\d+)$/ : /^(\d+)$/;
+  const parts = pattern.exec(id)?.slice(1).map(BigInt);
+  if (parts === undefined || (!target.entryIds && !Number.isSafeInteger(Number(id)))) return undefined;
+  return parts;
+}
+
+function isBefore(a: bigint[], b: bigint[]): boolean {
+  const [a0 = 0n, a1 = 0n] = a;
+  const [b0 = 0n, b1 = 0n] = b;
+  return a0 < b0 || (a0 === b0 && a1 < b1);
+}
+
+/**
+ * Opens the stream with `id` as its `Last-Event-ID` (header, or `lastEventId` query parameter) and checks that
+ * it is healthy: 200, an event stream, and two events whose ids are unique and increasing (safe integers, or
+ * entry ids for a Redis Stream). A tick source must start over at 1, unless digits arrived: fetch's `Headers`
+ * trims a header's `" 5"` to `"5"`, which resumes at 6, and HTTP/2 drops a header value with leading
+ * whitespace altogether. Returns what was wrong, or an empty list.
+ */
+export async function hostileIdProblems(target: HostileTarget, id: string, via: "header" | "query"): Promise<string[]> {
+  const base = target.url();
+  const url = via === "query" ? `${base}${base.includes("?") ? "&" : "?"}lastEventId=${encodeURIComponent(id)}` : base;
+  const headers = via === "header" ? { "last-event-id": id } : {};
+  const stream = await (target.h2c ? h2cStream : fetchStream)(url, headers);
+  const problems: string[] = [];
+  let wire = "";
+  try {
+    if (stream.status !== 200) problems.push(`status ${stream.status}`);
+    if (stream.contentType !== "text/event-stream; charset=utf-8") problems.push(`content-type ${stream.contentType}`);
+    if (problems.length > 0) return problems;
+    let published = target.publish === undefined;
+    const withIds = () => parseWire(wire).events.filter((event) => event.id !== undefined);
+    while (withIds().length < 2) {
+      const chunk = await within(stream.next(), 10_000, `events with ids from ${url}; got ${JSON.stringify(wire)}`);
+      if (chunk === undefined) return [`the stream ended after ${JSON.stringify(wire)}`];
+      wire += chunk;
+      // The first chunk (the retry field) means the subscriber is in: what is published now reaches it.
+      if (!published) {
+        published = true;
+        await target.publish?.(base);
+      }
+    }
+    const ids = withIds().map((event) => event.id ?? "");
+    const order = ids.map((one) => idOrder(one, target));
+    if (order.includes(undefined)) {
+      problems.push(`ids the server would not give: ${ids.join(", ")}`);
+    } else if (!order.every((one, i) => i === 0 || isBefore(order[i - 1] as bigint[], one as bigint[]))) {
+      problems.push(`ids that do not increase: ${ids.join(", ")}`);
+    }
+    if (target.countsFromOne) {
+      const arrived = via === "query" ? id : target.h2c ? (id === id.trim() ? id : "") : id.trim();
+      const first = /^\d+$/.test(arrived) && Number.isSafeInteger(Number(arrived)) ? Number(arrived) + 1 : 1;
+      if (ids[0] !== String(first)) problems.push(`first id ${ids[0]}, not ${first}`);
+    }
+  } finally {
+    await stream.close();
+  }
+  return problems;
+}
+
+/**
+ * One test for one example: every hostile id, in the header and in the query, all at once; then nothing on its
+ * stderr. The failures are listed together, by id, so one run shows every id an example mishandles.
+ */
+export function hostileIdsScenario(label: string, target: HostileTarget, stderr: () => string[]): void {
+  test(`${label}: every hostile Last-Event-ID, in the header or the query, gets a healthy stream and logs nothing`, async () => {
+    const cases = HOSTILE_IDS.flatMap((id) => (["header", "query"] as const).map((via) => ({ id, via })));
+    const results = await Promise.all(
+      cases.map(async ({ id, via }) => {
+        const problems = await hostileIdProblems(target, id, via).catch((error: Error) => [error.message]);
+        return problems.map((problem) => `${shownId(id)} in the ${via}: ${problem}`);
+      }),
+    );
+    expect(results.flat()).toEqual([]);
+    expect(stderr()).toEqual([]);
+  });
 }

@@ -7,7 +7,7 @@ import { readFile } from "node:fs/promises";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { toNodeHandler } from "eventsource-server/node";
-import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { afterAll, beforeAll, describe, expect, test, vi } from "vitest";
 import { chat } from "../../examples/relay/client.js";
 import { relay } from "../../examples/relay/relay.js";
 import { type Deferred, deferred, parseWire, readerOf } from "../helpers.ts";
@@ -160,7 +160,8 @@ describe("examples/relay: POST /chat re-serves an OpenAI-style stream", () => {
     },
   );
 
-  test("an upstream that cannot be reached is a 502 with a JSON body", async () => {
+  test("an upstream that cannot be reached is a 502 with a JSON body, and the relay logs why", async () => {
+    const logged = vi.spyOn(console, "error").mockImplementation(() => {});
     const closed = createServer();
     await new Promise<void>((resolve) => closed.listen(0, "127.0.0.1", resolve));
     const { port } = closed.address() as AddressInfo;
@@ -172,6 +173,7 @@ describe("examples/relay: POST /chat re-serves an OpenAI-style stream", () => {
       const response = await fetch(`${unreachable.origin}/chat`, { method: "POST", body: "{}" });
       expect(response.status).toBe(502);
       expect(await response.json()).toEqual({ error: { message: "the upstream is unreachable" } });
+      expect(logged.mock.calls).toEqual([["relay:", expect.objectContaining({ message: "fetch failed" })]]);
     } finally {
       await unreachable.close();
     }
@@ -235,15 +237,20 @@ describe("examples/relay: POST /chat re-serves an OpenAI-style stream", () => {
   test.each([
     ["dies-mid-stream", "half"],
     ["no-done", "cut"],
-  ])("an upstream that %s gives the client the event onError chooses, then a normal end", async (model, token) => {
-    const response = await post(model);
-    expect(response.status).toBe(200);
-    const { events } = parseWire(await wireOf(response));
-    expect(events).toEqual([
-      { data: chunk(token).slice(6, -2) },
-      { event: "error", data: '{"message":"the upstream stream broke off"}' },
-    ]);
-  });
+  ])(
+    "an upstream that %s gives the client the event onError chooses, then a normal end, and the relay logs why",
+    async (model, token) => {
+      const logged = vi.spyOn(console, "error").mockImplementation(() => {});
+      const response = await post(model);
+      expect(response.status).toBe(200);
+      const { events } = parseWire(await wireOf(response));
+      expect(events).toEqual([
+        { data: chunk(token).slice(6, -2) },
+        { event: "error", data: '{"message":"the upstream stream broke off"}' },
+      ]);
+      expect(logged.mock.calls).toEqual([["relay:", expect.any(Error)]]);
+    },
+  );
 
   test("the recipes of docs/recipes.md are relay.js's and client.js's own code, byte for byte", async () => {
     const readme = await readFile(`${ROOT}docs/recipes.md`, "utf8");

@@ -3,14 +3,16 @@
  * date, flags and bindings of its wrangler.jsonc, read over real sockets and judged by eventsource-parser. A room's
  * history is tested on storage kept in a folder, across a restart of its object and of the whole runtime.
  */
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { Miniflare, supportedCompatibilityDate } from "miniflare";
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
 import { bundle, miniflareOptions, wranglerConfig } from "../../examples/cloudflare/build.mjs";
 import { type ParsedEvent, parseWire } from "../helpers.ts";
 
+const EXAMPLE = fileURLToPath(new URL("../../examples/cloudflare/", import.meta.url));
 /** Short, so that a dropped client is noticed quickly: on workerd only a write to the dead socket notices it. */
 const HEARTBEAT_MS = 200;
 /** Every bounded wait in this file fails loudly after this long. */
@@ -186,6 +188,17 @@ describe("the example's wrangler.jsonc", () => {
   });
 });
 
+describe("the example's README", () => {
+  test("quotes the Room class of src/index.ts byte for byte", async () => {
+    const source = await readFile(`${EXAMPLE}src/index.ts`, "utf8");
+    const region = /\/\/ #region room\n([\s\S]*?)\n\/\/ #endregion room/.exec(source)?.[1];
+    expect(region).toContain("export class Room extends DurableObject<Env>");
+    const readme = await readFile(`${EXAMPLE}README.md`, "utf8");
+    // A boolean, so a failure names the file instead of printing the whole README.
+    expect(readme.includes(`\`\`\`ts\n${region}\n\`\`\``), "README.md holds the Room class verbatim").toBe(true);
+  });
+});
+
 describe("GET /ticks on workerd", () => {
   test("answers at once with the event-stream headers, and the retry field comes first", async () => {
     const ticks = await open("/ticks");
@@ -338,7 +351,7 @@ describe("GET / on workerd", () => {
     }
     // A declared icon: the browser asks for no /favicon.ico, which would be a 404 and a console error.
     expect(html).toMatch(/<link rel="icon" href="data:image\/svg\+xml,[^"]+">/);
-    expect(html).toContain('new EventSource("/rooms/"');
+    expect(html).toContain("new EventSource(`/rooms/");
   });
 });
 

@@ -15,8 +15,10 @@
  * meets the closed connection; passing `request` is what lets the stream notice.
  */
 import { DurableObject } from "cloudflare:workers";
-import { EventChannel, type EventInput, type EventSourceContext, eventSourceResponse } from "eventsource-server";
-import { page } from "./page.ts";
+import { EventChannel, type EventSourceContext, eventSourceResponse } from "eventsource-server";
+import { ticks } from "../../shared/ticks.js";
+// A Text module: wrangler imports `.html` files as their text, and build.mjs does the same.
+import page from "./page.html";
 import { StoredEvents } from "./stored-events.ts";
 
 export interface Env {
@@ -36,11 +38,12 @@ export default {
   async fetch(request, env): Promise<Response> {
     const url = new URL(request.url);
     if (request.method === "GET" && url.pathname === "/") {
-      return new Response(page(Number(env.HISTORY_LIMIT)), { headers: { "content-type": "text/html; charset=utf-8" } });
+      const html = page.replaceAll("{{HISTORY_LIMIT}}", String(Number(env.HISTORY_LIMIT)));
+      return new Response(html, { headers: { "content-type": "text/html; charset=utf-8" } });
     }
     if (request.method === "GET" && url.pathname === "/ticks") {
       const everyMs = millisecondsOf(env.TICK_MS, "TICK_MS");
-      return eventSourceResponse((context) => ticks(context, everyMs), {
+      return eventSourceResponse((context) => countedTicks(context, everyMs), {
         request,
         retry: 2_000,
         keepAlive: millisecondsOf(env.KEEP_ALIVE_MS, "KEEP_ALIVE_MS"),
@@ -68,6 +71,7 @@ export default {
   },
 } satisfies ExportedHandler<Env>;
 
+// #region room
 /**
  * One room: every subscriber gets every published event. Its recent events live in the object's storage, so a
  * client that reconnects with `Last-Event-ID` gets what it missed even when the object has restarted in between
@@ -127,35 +131,18 @@ export class Room extends DurableObject<Env> {
     }, 0);
   }
 }
+// #endregion room
 
-/** A tick every `everyMs`, numbered after the client's last event ID; stops waiting the moment the stream ends. */
-async function* ticks({ signal, lastEventId }: EventSourceContext, everyMs: number): AsyncGenerator<EventInput> {
-  let id = lastEventId !== null && /^\d{1,15}$/.test(lastEventId) ? Number(lastEventId) : 0;
+/** The examples' ticks, one every `everyMs`, counted in `stats` while their stream is open. */
+async function* countedTicks(context: EventSourceContext, everyMs: number) {
   stats.open += 1;
   try {
-    while (!signal.aborted) {
-      id += 1;
-      yield { event: "tick", id, data: new Date().toISOString() };
-      await sleep(everyMs, signal);
-    }
+    yield* ticks(context, { everyMs });
   } finally {
     // Runs when the client leaves: on workerd, when the next heartbeat meets the closed connection.
     stats.open -= 1;
     stats.closed += 1;
   }
-}
-
-/** Resolves after `ms`, or at once when `signal` aborts. */
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(done, ms);
-    signal.addEventListener("abort", done, { once: true });
-    function done(): void {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", done);
-      resolve();
-    }
-  });
 }
 
 /** The published event's data: the parsed body when it is JSON, else its text. */

@@ -13,6 +13,7 @@
  * `list({ start: keyOf(n + 1) })` reads the events after `n`, oldest first. Only the newest `limit` are kept.
  */
 import type { EventHistory, EventInput } from "eventsource-server";
+import { numericId } from "../../shared/ticks.js";
 
 /** An event of the log: its id, and the data every subscriber receives as a `message` event. */
 export interface StoredEvent {
@@ -30,16 +31,6 @@ const DELETE_BATCH = 128;
 /** The storage key of the event with id `id`. */
 export function keyOf(id: number): string {
   return `${PREFIX}${String(id).padStart(16, "0")}`;
-}
-
-/**
- * The number in an id this log gives ("42"), or "0", the id before the first; `null` for any other string: such an
- * id was never written here.
- */
-function numberOf(lastEventId: string): number | null {
-  if (!/^(?:0|[1-9]\d{0,15})$/.test(lastEventId)) return null;
-  const id = Number(lastEventId);
-  return Number.isSafeInteger(id) ? id : null;
 }
 
 /** The room's log in `storage`: `append` when publishing, and the channel's `history` (its `after`) when resuming. */
@@ -90,7 +81,9 @@ export class StoredEvents implements EventHistory {
    * after it is missing.
    */
   async after(lastEventId: string, { signal }: { signal: AbortSignal }): Promise<AsyncIterable<EventInput> | null> {
-    const id = numberOf(lastEventId);
+    // The number in an id this log gives ("42"), or "0", the id before the first; null for any other string,
+    // which was never written here.
+    const id = numericId(lastEventId);
     if (id === null || id > this.#lastId) return null;
     const first = await this.#page(keyOf(id + 1));
     if (id < this.#lastId && first[0]?.id !== String(id + 1)) return null;

@@ -2,8 +2,6 @@
 // source's finally runs. They answer 404 unless EVENTSOURCE_SERVER_PROBE=1; leave this folder out of your app.
 import { probe } from "../../../../../test/runtime/probe.ts";
 
-export const dynamic = "force-dynamic";
-
 function answer(request: Request): Response | Promise<Response> {
   if (process.env.EVENTSOURCE_SERVER_PROBE !== "1") return new Response("not found\n", { status: 404 });
   return probe(request) ?? new Response("not found\n", { status: 404 });
