@@ -40,7 +40,8 @@ let lastId = 0;
 function emit(event, fields) {
   channel.emit({ event, id: String(++lastId), data: { ...fields, at: Date.now() } });
 }
-setInterval(() => emit("tick", { subscribers: channel.subscribers }), 1_000);
+// Each tick carries the channel's counters: open tabs, streams opened, resumed, lost, evicted.
+setInterval(() => emit("tick", channel.stats()), 1_000);
 
 /** @param {Request} request */
 async function handle(request) {

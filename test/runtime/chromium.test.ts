@@ -186,6 +186,14 @@ describe.runIf(EVENTSOURCE_SERVER_CI === "1")("chromium (test/ci.vitest.config.t
         const first_ = ids[0] ?? 0;
         expect(ids).toEqual(ids.map((_, i) => first_ + i));
         expect(ids).toContain(lastBeforeDrop + 1);
+        // The page shows the channel's stats(), from the ticks: both tabs open, three streams opened (the second
+        // tab's twice), and the second tab's reconnect counted as resumed.
+        const stat = (id: string) => second.page.locator(`#${id}`).textContent();
+        await expect.poll(() => stat("resumed"), { timeout: 10_000 }).toBe("1");
+        expect(await stat("subscribers")).toBe("2");
+        expect(await stat("opened")).toBe("3");
+        expect(await stat("historyLost")).toBe("0");
+        expect(await stat("evicted")).toBe("0");
 
         await mkdir(RESULTS, { recursive: true });
         await second.page.screenshot({ path: `${RESULTS}node-demo.png` });
