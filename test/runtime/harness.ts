@@ -268,6 +268,31 @@ export function clientScenarios(label: string, origin: () => string, connect: Co
     }
   });
 
+  test(`${label}: a client that leaves ends the stream once, and onClose says so with the bytes it was sent`, async () => {
+    const key = uniqueKey(label);
+    const client = await connect(`${origin()}/probe/closing?key=${key}`, ["step"]);
+    try {
+      await release(key);
+      expect((await client.seen.next("event")).data).toBe("step 1");
+    } finally {
+      await client.close();
+    }
+    const ended = JSON.parse(await text(`${origin()}/probe/ended?key=${key}`)) as Record<string, unknown>[];
+    const sent = ":\n\n" + "event: step\nid: 1\ndata: step 1\n\n";
+    expect(ended).toEqual([
+      {
+        reason: "client",
+        events: 1,
+        bytes: new TextEncoder().encode(sent).length,
+        duration: expect.any(Number),
+        lastEventId: "1",
+      },
+    ]);
+    // Exactly once: a second look, a moment later, finds the same single end.
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(JSON.parse(await text(`${origin()}/probe/ended?key=${key}`))).toHaveLength(1);
+  });
+
   test(`${label}: closing the client runs the source's finally on the server`, async () => {
     const key = uniqueKey(label);
     const client = await connect(`${origin()}/probe/gated?key=${key}`, ["step"]);

@@ -10,10 +10,12 @@
  * - `GET /probe/resume`: two events with ids after the client's last event ID, then the body ends, so the
  *   client reconnects (after `retry: 20`) with `Last-Event-ID`.
  * - `GET /probe/flood?key=K`: 64 KiB events as fast as they are read; `GET /probe/produced?key=K` counts them.
+ * - `GET /probe/closing?key=K`: as `gated`, with an `onClose` that keeps each end; `GET /probe/ended?key=K`
+ *   answers them as JSON once there is one (a long poll).
  * - `GET /probe/utf8-id`: one event with the id `UTF8_ID`, then the body ends; the reconnecting client gets an
  *   event whose data is the `Last-Event-ID` the server read (`lastEventId` decodes a browser's UTF-8 bytes).
  */
-import { eventSourceResponse } from "eventsource-server";
+import { eventSourceResponse, type StreamEnd } from "eventsource-server";
 
 /** Data with CRLF, CR, LF, a trailing LF, astral and combining characters: what must reach clients exactly. */
 export const UNICODE_DATA = "zeile 1\r\nлиния 2\rライン 3 😀\né e\u0301 ✓\n";
@@ -30,6 +32,7 @@ interface Gate {
   cleaned: boolean;
   onCleaned: (() => void)[];
   produced: number;
+  ends: StreamEnd[];
 }
 
 // On globalThis, because Next.js bundles each route on its own: module state is not shared between routes.
@@ -40,7 +43,7 @@ store.eventsourceServerProbe = gates;
 function gate(key: string): Gate {
   let found = gates.get(key);
   if (found === undefined) {
-    found = { credits: 0, wake: undefined, cleaned: false, onCleaned: [], produced: 0 };
+    found = { credits: 0, wake: undefined, cleaned: false, onCleaned: [], produced: 0, ends: [] };
     gates.set(key, found);
   }
   return found;
@@ -82,8 +85,16 @@ export function probe(request: Request): Response | Promise<Response> | undefine
   if (!url.pathname.startsWith("/probe/")) return undefined;
   const key = url.searchParams.get("key") ?? "";
   switch (url.pathname) {
-    case "/probe/gated": {
+    case "/probe/gated":
+    case "/probe/closing": {
       const g = gate(key);
+      const onClose =
+        url.pathname === "/probe/closing"
+          ? (end: StreamEnd) => {
+              g.ends.push(end);
+              markCleaned(g);
+            }
+          : undefined;
       return eventSourceResponse(
         async function* ({ signal }) {
           try {
@@ -97,8 +108,14 @@ export function probe(request: Request): Response | Promise<Response> | undefine
         },
         // No heartbeat: on runtimes that hold the headers until the first body byte, only the library's first
         // chunk can open the client before the first event.
-        { request, keepAlive: false },
+        { request, keepAlive: false, onClose },
       );
+    }
+    case "/probe/ended": {
+      const g = gate(key);
+      const answer = () => Response.json(g.ends);
+      if (g.ends.length > 0) return answer();
+      return new Promise((resolve) => g.onCleaned.push(() => resolve(answer())));
     }
     case "/probe/release": {
       const g = gate(key);
