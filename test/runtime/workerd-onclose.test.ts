@@ -1,7 +1,7 @@
 /**
  * onClose on workerd, whose runtime never cancels a body when its client leaves: with `enable_request_signal`,
  * `request.signal` aborts when the next heartbeat meets the closed connection, and only then can the stream end. The
- * test checks that onClose still comes, exactly once, with `client` and what was sent.
+ * test checks that onClose still comes, exactly once, with `client` and what was sent; and that drain() ends nothing.
  */
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { build } from "esbuild";
@@ -12,7 +12,7 @@ import { readerOf } from "../helpers.ts";
 import { RESULTS, ROOT, within } from "./harness.ts";
 
 const WORKER = `
-import { eventSourceResponse } from "eventsource-server";
+import { drain, eventSourceResponse } from "eventsource-server";
 
 const ends = new Map();
 export default {
@@ -20,6 +20,7 @@ export default {
     const url = new URL(request.url);
     const key = url.searchParams.get("key") ?? "";
     if (url.pathname === "/ended") return Response.json(ends.get(key) ?? []);
+    if (url.pathname === "/drain") return drain().then((count) => Response.json(count));
     return eventSourceResponse(
       async function* ({ signal }) {
         yield { id: 1, data: "one" };
@@ -84,4 +85,17 @@ test("a client that leaves is reported once, as client, when the next heartbeat 
   expect(ends[0]?.bytes).toBeGreaterThanOrEqual(new TextEncoder().encode(":\n\nid: 1\ndata: one\n\n").length);
   await new Promise((resolve) => setTimeout(resolve, 600));
   expect(await (await fetch(`${origin}/ended?key=left`)).json()).toHaveLength(1);
+});
+
+test("drain() ends nothing on workerd, where one request cannot end another's stream, and resolves 0", async () => {
+  const controller = new AbortController();
+  const response = await within(fetch(`${origin}/?key=open`, { signal: controller.signal }), 10_000, "the stream");
+  const reader = readerOf(response);
+  const decoder = new TextDecoder();
+  let text = "";
+  while (!text.includes("data: one\n\n")) text += decoder.decode((await reader.read()).value);
+  expect(await (await fetch(`${origin}/drain`)).json()).toBe(0);
+  // Still open: a heartbeat comes after the drain.
+  expect(decoder.decode((await within(reader.read(), 5_000, "a heartbeat")).value)).toBe(":\n\n");
+  controller.abort();
 });
