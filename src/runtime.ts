@@ -16,6 +16,12 @@ const isWorkerd = (globalThis as { navigator?: { userAgent?: string } }).navigat
 export const requestSignalMeansClientLeft = !isDeno;
 
 /**
+ * Whether a response body is best a `type: "direct"` stream (see direct-body.ts). Bun.serve (1.4) reads any other body
+ * only when the socket takes more, so it never sees the error that drops a client who stopped reading.
+ */
+export const bodiesAreDirect = isBun;
+
+/**
  * Whether a `Request`'s signal follows the signal it was made with only while the `Request` is alive. undici (Node 20
  * to 24) holds that link weakly, so a listener must keep the `Request`; Bun's (1.4) `Request.signal` is the very signal
  * it was made with, and keeping the `Request` would only keep its headers alive.

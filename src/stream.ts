@@ -7,13 +7,19 @@
  */
 import { type AbortTarget, listen, unlisten } from "./abort.ts";
 import { freshBytes, Utf8Pool } from "./bytes.ts";
+import { DirectBody } from "./direct-body.ts";
 import { type Drainable, openStreams } from "./drain.ts";
 import { isThenable, report } from "./errors.ts";
 import { offerHandOff } from "./handoff.ts";
 import { deadline, type Schedule, unwatch, type Watched, watch } from "./keep-alive.ts";
 import { lastEventId } from "./last-event-id.ts";
 import type { StreamOptions } from "./options.ts";
-import { requestSignalMeansClientLeft, requestSignalNeedsItsRequest, timersOutliveTheirRequest } from "./runtime.ts";
+import {
+  bodiesAreDirect,
+  requestSignalMeansClientLeft,
+  requestSignalNeedsItsRequest,
+  timersOutliveTheirRequest,
+} from "./runtime.ts";
 import type { EventInput, StreamEnd } from "./types.ts";
 
 /** Why a stream ended: one word, as `onClose` is told it. */
@@ -93,6 +99,8 @@ export class EventStream implements Watched, AbortTarget, Drainable {
   #options: StreamOptions | undefined;
   #controller!: ReadableStreamDefaultController<Uint8Array>;
   #sink: Sink | undefined;
+  /** On Bun, the body as the runtime reads it (see direct-body.ts). */
+  #direct: DirectBody | undefined;
   #pool: Utf8Pool | undefined;
   #signal: AbortSignal | undefined;
   #requestSignal: AbortSignal | undefined;
@@ -122,7 +130,11 @@ export class EventStream implements Watched, AbortTarget, Drainable {
 
   /** The stream as a response body, offered to Node's entry (see handoff.ts). */
   body(): ReadableStream<Uint8Array> {
-    const body = new ReadableStream<Uint8Array>(this, QUEUE);
+    let body = new ReadableStream<Uint8Array>(this, QUEUE);
+    if (bodiesAreDirect) {
+      this.#direct = new DirectBody(body.getReader());
+      body = new ReadableStream(this.#direct as unknown as UnderlyingSource<Uint8Array>, { highWaterMark: 1 });
+    }
     offerHandOff(body, this);
     return body;
   }
@@ -219,7 +231,8 @@ export class EventStream implements Watched, AbortTarget, Drainable {
 
   /** Bytes written that its client has not taken yet. */
   unread(): number {
-    return this.#sink === undefined ? 1 - (this.#controller.desiredSize ?? 1) : this.#sink.unread();
+    if (this.#sink !== undefined) return this.#sink.unread();
+    return 1 - (this.#controller.desiredSize ?? 1) + (this.#direct?.unread ?? 0);
   }
 
   onSilence(): void {
@@ -352,7 +365,10 @@ export class EventStream implements Watched, AbortTarget, Drainable {
   fail(error: unknown): void {
     this.end("error", error, false);
     if (this.#sink !== undefined) this.#sink.fail(error);
-    else this.#controller.error(error);
+    else {
+      this.#controller.error(error);
+      this.#direct?.drop(error);
+    }
   }
 
   #endSafely(reason: EndReason): void {
@@ -380,7 +396,11 @@ export class EventStream implements Watched, AbortTarget, Drainable {
     }
     if (unread > 0) {
       // Erroring a stream that has been read to its end does nothing, so this can be armed unconditionally.
-      deadline(UNREAD_GRACE_MS, () => controller.error(unreadError()));
+      deadline(UNREAD_GRACE_MS, () => {
+        const error = unreadError();
+        controller.error(error);
+        this.#direct?.drop(error);
+      });
     }
   }
 }

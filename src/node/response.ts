@@ -102,9 +102,16 @@ async function pump(
   } catch (error) {
     // The body errored (a source's onError threw; its client did not read its last bytes), or held something that is
     // not bytes: a clean end would tell the client that all was sent. Cancelling stops a source still running.
-    if ((error as Error | null)?.name !== UNREAD_ERROR_NAME) report(error, "sendResponse: the body failed");
+    const unread = (error as Error | null)?.name === UNREAD_ERROR_NAME;
+    if (!unread) report(error, "sendResponse: the body failed");
     compressor?.close();
-    broken(res);
+    if (unread) dropped(res);
+    else {
+      // Node sends what was written in this turn of its loop (the first chunk, the events before the failure) only at
+      // its end: destroyed now, the client would not see them.
+      await new Promise((resolve) => setImmediate(resolve));
+      broken(res);
+    }
     await reader.cancel(error).catch(() => {});
     return;
   } finally {
@@ -188,11 +195,12 @@ class ResponseSink implements Sink {
     this.#res.end();
   }
   destroy(): void {
-    this.#res.destroy();
+    dropped(this.#res);
   }
   fail(error: unknown): void {
     report(error, "sendResponse: the body failed");
-    broken(this.#res);
+    // After what was written in this turn of the loop has gone out, as in pump.
+    setImmediate(broken, this.#res);
   }
   unread(): number {
     return this.#res.writableLength;
@@ -211,7 +219,7 @@ async function ended(res: NodeResponse, graceMs?: number): Promise<void> {
   res.end();
   // Node emits finish and close from later callbacks, so listening after end() misses neither.
   if (res.writableFinished || isGone(res)) return;
-  if (!(await within(firstOf(res, ["finish", "close"]), graceMs))) broken(res);
+  if (!(await within(firstOf(res, ["finish", "close"]), graceMs))) dropped(res);
 }
 
 /**
@@ -225,7 +233,7 @@ function drained(
 ): Promise<void> {
   const room = firstOf(res, ["drain", "close"]);
   const bodyEnded = reader.closed.then(async () => {
-    if (!(await within(room, graceMs))) broken(res);
+    if (!(await within(room, graceMs))) dropped(res);
   });
   return Promise.race([room, bodyEnded]);
 }
@@ -262,6 +270,24 @@ function broken(res: NodeResponse): void {
   // Destroying an HTTP/2 response would reset the stream with NO_ERROR, the code of a normal close.
   if (isHttp2(res)) res.stream.close(constants.NGHTTP2_INTERNAL_ERROR);
   else res.destroy();
+}
+
+/**
+ * Drops the connection of a client that did not read its last bytes in time. On HTTP/1 with a reset: a plain close
+ * leaves the kernel holding what the socket had not sent (up to its send buffer, about 4 MB on Linux) until the client
+ * reads it or the kernel gives up, minutes later.
+ */
+function dropped(res: NodeResponse): void {
+  const socket = isHttp2(res) ? null : res.socket;
+  try {
+    if (typeof socket?.resetAndDestroy === "function") {
+      socket.resetAndDestroy();
+      return;
+    }
+  } catch {
+    // Only a plain TCP socket can be reset (not a TLS one): closed as any other failure.
+  }
+  broken(res);
 }
 
 /** An empty answer with this status, or a broken response if the headers have gone out already. */
