@@ -1,12 +1,24 @@
 /**
- * The seam between a channel's subscriber and Node's entry. `sendResponse` writes what a subscriber's body holds; once
- * it holds nothing, the stream can be handed to a sink that writes to the HTTP/1 response itself, and every later event
- * costs one write instead of a read, a pull and their promises. The offer is a property of the body under a global
+ * The seam between a stream and Node's entry: a source's stream before its first read, or a channel subscriber once its
+ * body holds nothing, is handed to a sink that writes to the HTTP/1 response itself, so every event costs one write
+ * instead of a read, a pull and their promises. The offer is a property of the body under a global
  * symbol, not an entry in a module's map: an app that has two copies of this package (one bundled by a framework, one
  * of its own) still hands off between them.
  * @module
  */
-import type { Sink } from "./stream.ts";
+
+/** Where a stream's bytes go once it is handed off: straight to the connection, without the body in between. */
+export interface Sink {
+  write(bytes: Uint8Array): void;
+  /** Ends the response normally, once the bytes written have gone out. */
+  end(): void;
+  /** Drops the connection: its client never read the last bytes. */
+  destroy(): void;
+  /** Drops the connection as a failure, which the sink reports: the stream errored. */
+  fail(error: unknown): void;
+  /** Bytes written but not yet taken by the client. */
+  unread(): number;
+}
 
 /** Versioned: a copy of the package with another version of this seam does not take what it cannot drive. */
 const HAND_OFF = Symbol.for("eventsource-server.handOff.v1");

@@ -1,8 +1,7 @@
 /**
- * The one lifecycle of every event stream this package makes, whatever feeds it (a source, or a channel): the first
- * chunk, heartbeats, the `maxDuration` deadline, the signals that end it, flow control, why it ended, and the clean-up.
- * A stream ends once, through `end`, and a stream that ends with bytes its client has not read is dropped after 5 s, so
- * a client that stopped reading holds no memory.
+ * The one lifecycle of every event stream, whatever feeds it (a source, or a channel): first chunk, heartbeats,
+ * `maxDuration`, the signals that end it, flow control, why it ended, clean-up. It ends once, through `end`; if its
+ * client has not read its last bytes 5 s later, it is dropped, so a client that stopped reading holds no memory.
  * @module
  */
 import { type AbortTarget, listen, unlisten } from "./abort.ts";
@@ -10,7 +9,7 @@ import { freshBytes, Utf8Pool } from "./bytes.ts";
 import { DirectBody } from "./direct-body.ts";
 import { type Drainable, openStreams } from "./drain.ts";
 import { isThenable, report } from "./errors.ts";
-import { offerHandOff } from "./handoff.ts";
+import { offerHandOff, type Sink } from "./handoff.ts";
 import { deadline, type Schedule, unwatch, type Watched, watch } from "./keep-alive.ts";
 import { lastEventId } from "./last-event-id.ts";
 import type { StreamOptions } from "./options.ts";
@@ -61,19 +60,6 @@ export interface Producer {
   lastText(last: EventInput, where: string): string;
   /** The stream ends now with a final event: write first what its client is owed (a resume's replay). */
   flush?(): void;
-}
-
-/** Where a stream's bytes go once it is handed off: straight to the connection, without the body in between. */
-export interface Sink {
-  write(bytes: Uint8Array): void;
-  /** Ends the response normally, once the bytes written have gone out. */
-  end(): void;
-  /** Drops the connection: its client never read the last bytes. */
-  destroy(): void;
-  /** Drops the connection as a failure, which the sink reports: the stream errored. */
-  fail(error: unknown): void;
-  /** Bytes written but not yet taken by the client. */
-  unread(): number;
 }
 
 /**
@@ -220,7 +206,7 @@ export class EventStream implements Watched, AbortTarget, Drainable {
   /** Counts an input written, for `onClose`. */
   countInput(input: EventInput): void {
     if (typeof input === "string") this.#events++;
-    else this.counted(input.data !== undefined || input.event !== undefined, idText(input.id));
+    else this.counted(input.data !== undefined || input.event !== undefined, input.id?.toString());
   }
 
   /** Writes a text in this stream's own memory. */
@@ -403,11 +389,6 @@ export class EventStream implements Watched, AbortTarget, Drainable {
       });
     }
   }
-}
-
-/** An `id` as a client will send it back. */
-export function idText(id: string | number | undefined): string | undefined {
-  return id === undefined ? undefined : String(id);
 }
 
 function unreadError(): Error {

@@ -7,9 +7,9 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { constants, type Http2ServerRequest, type Http2ServerResponse } from "node:http2";
 import type { Readable } from "node:stream";
 import { report } from "../errors.ts";
-import { handOffOf } from "../handoff.ts";
+import { handOffOf, type Sink } from "../handoff.ts";
 import { writableLengthIsExact } from "../runtime.ts";
-import { type Sink, UNREAD_ERROR_NAME, UNREAD_GRACE_MS } from "../stream.ts";
+import { UNREAD_ERROR_NAME, UNREAD_GRACE_MS } from "../stream.ts";
 import { Compressor, chosenEncoding, type Encoding } from "./compress.ts";
 
 /** A request of `node:http` or `node:https` (and so of Express, Fastify and Koa), or of `node:http2`. */
