@@ -164,9 +164,10 @@ export interface EventHistory {
 export interface EventLog extends EventHistory {
   /**
    * Emits on `channel` every entry published from now on, once each, in the log's order; once per log. A feed into a
-   * channel that was closed stops. Throws a `TypeError` when called twice, after `close()`, or with no channel.
+   * channel that was closed stops. Throws a `TypeError` when called twice, after `close()`, or with no channel. A
+   * channel of typed events is fed what was published, as published.
    */
-  feed(channel: EventChannel): void;
+  feed<Events extends Record<string, unknown>>(channel: EventChannel<Events>): void;
   /**
    * Appends one event and resolves with its id, the log's own position. Rejects with a `TypeError`, before anything is
    * written, for an input `emit` would refuse and for one with an `id` of its own; with the client's error when the

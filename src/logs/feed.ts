@@ -317,7 +317,8 @@ export function sharedLog(engine: LogEngine, serialize: Serialize): EventLog {
   }
 
   return {
-    feed(target) {
+    feed(given) {
+      const target = given as unknown as EventChannel;
       if (closed) fail(`${name}.feed`, "the log is closed; make a new one");
       if (channel !== undefined) fail(`${name}.feed`, "a log feeds one channel, once; make one log per channel");
       const { emit: emitOf, disconnect } = (target ?? {}) as Partial<EventChannel>;
