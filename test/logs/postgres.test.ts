@@ -7,7 +7,7 @@
 import { EventChannel, type ServerSentEvent } from "eventsource-server";
 import { type PostgresListener, type PostgresPool, postgresLog } from "eventsource-server/postgres";
 import pg from "pg";
-import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { afterAll, beforeAll, describe, expect, test, vi } from "vitest";
 import { within } from "../runtime/harness.ts";
 import { type PostgresServer, startPostgres } from "../support/postgres.ts";
 import { type Engine, eventually, feedRuns, type Gate, logContract, type OpenOptions, until } from "./contract.ts";
@@ -316,6 +316,52 @@ describe("postgresLog without a notification", () => {
       await log.close();
     } finally {
       await client.end();
+      await pool.end();
+    }
+  });
+});
+
+describe("postgresLog while PostgreSQL is down", () => {
+  test("the feed tries again with backoff, a handful of times in two seconds, then reads on", async () => {
+    const { server: postgres } = running();
+    const pool = poolOf(postgres);
+    let attempts = 0;
+    const counting: PostgresPool = {
+      query: (text: string, values?: unknown[]) => {
+        if (text.includes("eventsource-server feed")) attempts += 1;
+        return pool.query(text, values);
+      },
+      connect: () => pool.connect(),
+    };
+    const errors = vi.spyOn(console, "error").mockImplementation(() => {});
+    try {
+      const log = postgresLog({ pool: counting, topic: "backoff" });
+      const { emitted } = await recording(log, "backoff");
+      await postgres.crash();
+      const before = attempts;
+      await new Promise((resolve) => setTimeout(resolve, 2_000));
+      // About 100, 200, 400, 800 ms apart: a feed without backoff would try thousands of times.
+      expect(attempts - before).toBeGreaterThanOrEqual(2);
+      expect(attempts - before).toBeLessThanOrEqual(8);
+      await postgres.start();
+      const id = await within(
+        (async () => {
+          for (;;) {
+            try {
+              return await log.publish("after the outage");
+            } catch {
+              await new Promise((resolve) => setTimeout(resolve, 50));
+            }
+          }
+        })(),
+        10_000,
+        "a publish after the outage",
+      );
+      await until(emitted, 1, "events");
+      expect(emitted).toEqual([{ id, data: "after the outage" }]);
+      await log.close();
+    } finally {
+      errors.mockRestore();
       await pool.end();
     }
   });
