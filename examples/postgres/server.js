@@ -17,7 +17,7 @@ import pg from "pg";
 import { closerOf, onShutdown } from "../shared/shutdown.js";
 
 const { DATABASE_URL: url, TOPIC: topic = "events", KEEP = "10000" } = process.env;
-const { PORT = "8794", RETRY_MS = "1000", MAX_DURATION_MS } = process.env;
+const { PORT = "8797", RETRY_MS = "1000", MAX_DURATION_MS } = process.env;
 const retry = Number(RETRY_MS);
 const init = MAX_DURATION_MS === undefined ? { retry } : { retry, maxDuration: Number(MAX_DURATION_MS) };
 

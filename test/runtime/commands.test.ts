@@ -130,21 +130,21 @@ const COMMANDS: Record<string, Row> = {
   },
   "redis-cli XADD events MAXLEN '~' 1000 '*' data 'hello'": { elsewhere: "a client of npm run broker" },
   "npm run example:postgres": {
-    serves: { port: 8794, probe: { get: "/events", firstChunk: true }, needs: "postgres" },
+    serves: { port: 8797, probe: { get: "/events", firstChunk: true }, needs: "postgres" },
     clients: [
       {
-        command: "curl -N http://127.0.0.1:8794/events",
+        command: "curl -N http://127.0.0.1:8797/events",
         ready: /^(retry|:)/m,
         expect: /event: note\nid: \d+\ndata: \{"n":1\}\n/,
       },
-      { command: `curl -d '{"event":"note","data":{"n":1}}' http://127.0.0.1:8794/events`, expect: /"id":"\d+"/ },
+      { command: `curl -d '{"event":"note","data":{"n":1}}' http://127.0.0.1:8797/events`, expect: /"id":"\d+"/ },
     ],
   },
-  "PORT=8795 npm run example:postgres": {
-    serves: { port: 8795, probe: { get: "/events", firstChunk: true }, needs: "postgres" },
+  "PORT=8798 npm run example:postgres": {
+    serves: { port: 8798, probe: { get: "/events", firstChunk: true }, needs: "postgres" },
   },
-  "curl -N http://127.0.0.1:8794/events": { elsewhere: "a client of npm run example:postgres" },
-  'curl -d \'{"event":"note","data":{"n":1}}\' http://127.0.0.1:8794/events': {
+  "curl -N http://127.0.0.1:8797/events": { elsewhere: "a client of npm run example:postgres" },
+  'curl -d \'{"event":"note","data":{"n":1}}\' http://127.0.0.1:8797/events': {
     elsewhere: "a client of npm run example:postgres",
   },
   "npm run relay": {
