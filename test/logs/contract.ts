@@ -487,7 +487,8 @@ export function logContract(engine: Engine): void {
       const before = await log.publish("before");
       await until(emitted, 1, "events");
       const restart = await engine.outage();
-      await new Promise((resolve) => setTimeout(resolve, 1_500));
+      // Long enough for the feed to fail and try again a few times.
+      await new Promise((resolve) => setTimeout(resolve, 600));
       await restart();
       const publisher = await open(key);
       const after = [await publisher.publish("after 1"), await publisher.publish("after 2")];

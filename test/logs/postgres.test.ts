@@ -269,10 +269,10 @@ describe("postgresLog without a notification", () => {
       await within(until(emitted, 1, "events"), 2_500, "the event, read within a second or so");
       expect(emitted).toEqual([{ id, data: "x" }]);
       const before = reads;
-      await new Promise((resolve) => setTimeout(resolve, 2_100));
+      await new Promise((resolve) => setTimeout(resolve, 1_300));
       // About one read a second: never a busy loop, never a wait for a notification that cannot come.
       expect(reads - before).toBeGreaterThanOrEqual(1);
-      expect(reads - before).toBeLessThanOrEqual(3);
+      expect(reads - before).toBeLessThanOrEqual(2);
       await log.close();
     } finally {
       await pool.end();
@@ -322,7 +322,7 @@ describe("postgresLog without a notification", () => {
 });
 
 describe("postgresLog while PostgreSQL is down", () => {
-  test("the feed tries again with backoff, a handful of times in two seconds, then reads on", async () => {
+  test("the feed tries again with backoff, a handful of times in a second and a half, then reads on", async () => {
     const { server: postgres } = running();
     const pool = poolOf(postgres);
     let attempts = 0;
@@ -339,10 +339,10 @@ describe("postgresLog while PostgreSQL is down", () => {
       const { emitted } = await recording(log, "backoff");
       await postgres.crash();
       const before = attempts;
-      await new Promise((resolve) => setTimeout(resolve, 2_000));
+      await new Promise((resolve) => setTimeout(resolve, 1_500));
       // About 100, 200, 400, 800 ms apart: a feed without backoff would try thousands of times.
       expect(attempts - before).toBeGreaterThanOrEqual(2);
-      expect(attempts - before).toBeLessThanOrEqual(8);
+      expect(attempts - before).toBeLessThanOrEqual(7);
       await postgres.start();
       const id = await within(
         (async () => {
@@ -444,8 +444,8 @@ describe("postgresLog's options", () => {
 describe("postgresLog under 20 concurrent publishers", () => {
   const PUBLISHERS = 20;
   const EVENTS = 10_000;
-  /** Without the lock a few rows in a thousand are skipped on this machine: half the events show it, in half the time. */
-  const UNLOCKED_EVENTS = 5_000;
+  /** Without the lock about one row in a hundred is skipped on this machine: 3,000 events show it, in a third the time. */
+  const UNLOCKED_EVENTS = 3_000;
 
   /** 20 publishers, each with a connection of its own, sending EVENTS in all to one topic while one feed reads. */
   async function race(topic: string, events: number, publish: (pool: pg.Pool, n: number) => Promise<unknown>) {

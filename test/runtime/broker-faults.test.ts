@@ -1,6 +1,6 @@
 /**
  * examples/broker under faults, the proof for eventsource-server/redis (test/support/proof.ts): three instances as
- * separate processes on one Redis Stream, the real redis-server, 30 `eventsource` clients spread over them, and 3,000
+ * separate processes on one Redis Stream, the real redis-server, 30 `eventsource` clients spread over them, and 2,000
  * events published at 300 a second. Meanwhile one instance is killed with SIGKILL and started again, Redis itself is
  * restarted (saving nothing: the stream is gone, so every feed finds its position gone, disconnects its clients, and
  * each is told with `reset`), and every client is moved to another instance twice. Every client ends with every
@@ -42,7 +42,7 @@ describe("examples/broker: instances under faults", () => {
           publish: (n) => log.publish(n === 0 ? { event: "seed" } : { event: "tick", data: String(n) }),
           restartServer: () => server.restart(),
         },
-        { events: 3_000, perSecond: 300, clients: 30, instances: 3, killAt: 1_000, restartAt: 2_000 },
+        { events: 2_000, perSecond: 300, clients: 30, instances: 3, killAt: 700, restartAt: 1_400 },
       );
       console.log(`redis under faults: ${JSON.stringify(figures, null, 2)}`);
       expect(figures.lost).toBe(0);

@@ -140,9 +140,6 @@ const COMMANDS: Record<string, Row> = {
       { command: `curl -d '{"event":"note","data":{"n":1}}' http://127.0.0.1:8797/events`, expect: /"id":"\d+"/ },
     ],
   },
-  "PORT=8798 npm run example:postgres": {
-    serves: { port: 8798, probe: { get: "/events", firstChunk: true }, needs: "postgres" },
-  },
   "curl -N http://127.0.0.1:8797/events": { elsewhere: "a client of npm run example:postgres" },
   'curl -d \'{"event":"note","data":{"n":1}}\' http://127.0.0.1:8797/events': {
     elsewhere: "a client of npm run example:postgres",

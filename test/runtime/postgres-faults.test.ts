@@ -1,6 +1,6 @@
 /**
  * examples/postgres under faults, the proof for eventsource-server/postgres (test/support/proof.ts): three instances
- * as separate processes on one topic, a real PostgreSQL, 30 `eventsource` clients spread over them, and 3,000 events
+ * as separate processes on one topic, a real PostgreSQL, 30 `eventsource` clients spread over them, and 2,000 events
  * published at 300 a second. Meanwhile one instance is killed with SIGKILL and started again, PostgreSQL itself
  * crashes and starts again (keeping every committed row, so the feeds reconnect and read on from where they were), and
  * every client is moved to another instance twice. Every client ends with every event once, in order.
@@ -52,7 +52,7 @@ describe("examples/postgres: instances under faults", () => {
           publish,
           restartServer: () => server.restart(),
         },
-        { events: 3_000, perSecond: 300, clients: 30, instances: 3, killAt: 1_000, restartAt: 2_000 },
+        { events: 2_000, perSecond: 300, clients: 30, instances: 3, killAt: 700, restartAt: 1_400 },
       );
       console.log(`postgres under faults: ${JSON.stringify(figures, null, 2)}`);
       expect(figures.lost).toBe(0);
