@@ -348,8 +348,8 @@ export function logContract(engine: Engine): void {
       const errors = vi.spyOn(console, "error").mockImplementation(() => {});
       channel.close();
       await log.publish("to a closed channel");
-      // Time for a read under way to come back (a blocked XREAD, at most a second) and the feed to see the channel.
-      await new Promise((resolve) => setTimeout(resolve, 1_200));
+      // Time for the read it wakes (a blocked XREAD returns it, a notification wakes the feed) to see the channel.
+      await new Promise((resolve) => setTimeout(resolve, 300));
       const reads = gate.passed;
       const later = await (await open(key)).publish("later");
       // A feed that still ran would read `later` at once: a blocked read returns it, its notification wakes the feed.
