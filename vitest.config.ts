@@ -11,6 +11,9 @@ export default defineConfig({
     alias: [
       { find: /^eventsource-server$/, replacement: source("index.ts") },
       { find: /^eventsource-server\/node$/, replacement: source("node.ts") },
+      { find: /^eventsource-server\/redis$/, replacement: source("redis.ts") },
+      { find: /^eventsource-server\/postgres$/, replacement: source("postgres.ts") },
+      { find: /^eventsource-server\/cloudflare$/, replacement: source("cloudflare.ts") },
     ],
   },
   test: {

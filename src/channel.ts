@@ -21,6 +21,14 @@ type Counts = Omit<EventChannelStats, "subscribers">;
 /** How long a subscriber's backlog may stay above `maxBufferedBytes` before it is closed. */
 const OVER_CAP_MS = 1_000;
 
+// The channels `close()` was called on: a shared log's feed stops feeding one (src/logs/feed.ts).
+const closedChannels = new WeakSet<object>();
+
+/** Whether `close()` was called on this channel. */
+export function isClosed(channel: object): boolean {
+  return closedChannels.has(channel);
+}
+
 /**
  * A broadcast channel: `emit` an event once, and every client connected through `response()` receives it. Each event is
  * checked and encoded once; a subscriber whose unread bytes stay above `maxBufferedBytes` for a second is closed, and a
@@ -110,6 +118,7 @@ export class EventChannel<Events extends Record<string, unknown> = Record<string
     const farewell = last === undefined ? undefined : this.#entry("EventChannel.close", last);
     if (this.#closed) return;
     this.#closed = true;
+    closedChannels.add(this);
     for (const subscriber of this.#subscribers) subscriber.close(farewell);
     this.#memory?.clear();
   }

@@ -18,6 +18,7 @@ export type {
   EventChannelStats,
   EventHistory,
   EventInput,
+  EventLog,
   EventSourceContext,
   EventSourceResponseInit,
   EventSourceSource,

@@ -1,3 +1,5 @@
+import type { EventChannel } from "./channel.ts";
+
 /**
  * One event, as the fields of the wire format; every field is optional. `ServerSentEvent<number, "tick">` is a `tick`
  * event whose data is a number.
@@ -151,6 +153,29 @@ export interface EventHistory {
     lastEventId: string,
     context: { signal: AbortSignal },
   ): EventStreamLike | null | Promise<EventStreamLike | null>;
+}
+
+/**
+ * A shared log that is also a channel's `history`: `publish` appends from any process, and `feed(channel)` emits every
+ * entry published after it was called on this instance's channel, with the entry's position as the event's id. Made by
+ * `redisStreamLog` (`eventsource-server/redis`), `postgresLog` (`eventsource-server/postgres`) and `durableObjectLog`
+ * (`eventsource-server/cloudflare`). See docs/scaling.md.
+ */
+export interface EventLog extends EventHistory {
+  /**
+   * Emits on `channel` every entry published from now on, once each, in the log's order; once per log. A feed into a
+   * channel that was closed stops. Throws a `TypeError` when called twice, after `close()`, or with no channel. A
+   * channel of typed events is fed what was published, as published.
+   */
+  feed<Events extends Record<string, unknown>>(channel: EventChannel<Events>): void;
+  /**
+   * Appends one event and resolves with its id, the log's own position. Rejects with a `TypeError`, before anything is
+   * written, for an input `emit` would refuse and for one with an `id` of its own; with the client's error when the
+   * write fails.
+   */
+  publish(input: EventInput): Promise<string>;
+  /** Stops the feed and closes the connections the log opened itself; the clients it was given stay open. */
+  close(): Promise<void>;
 }
 
 /** The options of `new EventChannel(options)`; `Events` is the channel's map of event types. */

@@ -201,7 +201,12 @@ describe("examples/broker: a Redis Stream feeding the EventChannel of every inst
       await client.opened;
       await commands().xAdd("shared", "*", { event: "two\nlines", data: "refused by emit" });
       const next = await commands().xAdd("shared", "*", { event: "tick", data: "after the bad one" });
-      expect(await client.events(1)).toEqual([{ event: "tick", id: next, data: "after the bad one" }]);
+      // The previous test's last event may reach this new client first, if this instance's feed emits it a little
+      // later than the other instance's did: what matters is that the bad entry never arrives and the next one does.
+      let events = await client.events(1);
+      while (events.at(-1)?.id !== next && events.length < 3) events = await client.events(events.length + 1);
+      expect(events.filter((event) => event.data === "refused by emit")).toEqual([]);
+      expect(events.at(-1)).toEqual({ event: "tick", id: next, data: "after the bad one" });
       await first.stderr.wait(
         /input\.event must not contain CR or LF/,
         5_000,

@@ -16,6 +16,7 @@ import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { connect } from "node:http2";
 import { afterAll, describe, expect, test } from "vitest";
 import { parseWire, readerOf } from "../helpers.ts";
+import { startPostgres } from "../support/postgres.ts";
 import { startRedis } from "../support/redis.ts";
 import { freePort, ROOT, within } from "./harness.ts";
 import { blocksOfFile, docFiles } from "./readme-blocks.ts";
@@ -48,7 +49,7 @@ interface Row {
    * command), and how it is probed. `ci`: too slow for `npm test` (a Next.js production build), so it runs in
    * `npm run test:ci`, which runs only these rows.
    */
-  serves?: { port: number; probe: Probe; needs?: "redis"; ci?: true };
+  serves?: { port: number; probe: Probe; needs?: "redis" | "postgres"; ci?: true };
   clients?: Client[];
   /** Not run by this test, and why: another test runs it, or it is this test's own caller. */
   elsewhere?: string;
@@ -128,6 +129,21 @@ const COMMANDS: Record<string, Row> = {
     elsewhere: "a client of npm run broker",
   },
   "redis-cli XADD events MAXLEN '~' 1000 '*' data 'hello'": { elsewhere: "a client of npm run broker" },
+  "npm run example:postgres": {
+    serves: { port: 8797, probe: { get: "/events", firstChunk: true }, needs: "postgres" },
+    clients: [
+      {
+        command: "curl -N http://127.0.0.1:8797/events",
+        ready: /^(retry|:)/m,
+        expect: /event: note\nid: \d+\ndata: \{"n":1\}\n/,
+      },
+      { command: `curl -d '{"event":"note","data":{"n":1}}' http://127.0.0.1:8797/events`, expect: /"id":"\d+"/ },
+    ],
+  },
+  "curl -N http://127.0.0.1:8797/events": { elsewhere: "a client of npm run example:postgres" },
+  'curl -d \'{"event":"note","data":{"n":1}}\' http://127.0.0.1:8797/events': {
+    elsewhere: "a client of npm run example:postgres",
+  },
   "npm run relay": {
     serves: { port: 8789, probe: { post: "/chat", body: { messages: [{ role: "user", content: "hi" }] } } },
     clients: [
@@ -421,7 +437,12 @@ describe("README commands", () => {
         if (serves === undefined) throw new Error("not a server");
         const port = await freePort();
         const redis = serves.needs === "redis" ? await startRedis() : undefined;
-        const env = { PORT: String(port), ...(redis ? { REDIS_URL: `redis://127.0.0.1:${redis.port}` } : {}) };
+        const postgres = serves.needs === "postgres" ? await startPostgres() : undefined;
+        const env = {
+          PORT: String(port),
+          ...(redis ? { REDIS_URL: `redis://127.0.0.1:${redis.port}` } : {}),
+          ...(postgres ? { DATABASE_URL: postgres.url } : {}),
+        };
         const here = (text: string) =>
           text
             .replaceAll(`127.0.0.1:${serves.port}`, `127.0.0.1:${port}`)
@@ -445,6 +466,7 @@ describe("README commands", () => {
           for (const spawned of clients) await spawned.stop();
           await server.stop();
           await redis?.stop();
+          await postgres?.stop();
         }
       },
       400_000,

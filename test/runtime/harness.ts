@@ -465,6 +465,9 @@ console.log("listening on http://127.0.0.1:" + server.port);
 export const PACKAGE_ALIAS = {
   "eventsource-server": `${ROOT}src/index.ts`,
   "eventsource-server/node": `${ROOT}src/node.ts`,
+  "eventsource-server/redis": `${ROOT}src/redis.ts`,
+  "eventsource-server/postgres": `${ROOT}src/postgres.ts`,
+  "eventsource-server/cloudflare": `${ROOT}src/cloudflare.ts`,
 };
 
 /**

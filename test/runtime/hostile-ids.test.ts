@@ -1,7 +1,7 @@
 /**
  * A client's Last-Event-ID is untrusted input. Every example that resumes from one is started for real (Node's
  * bundled with the package name mapped to src/, Bun and Deno as their READMEs run them, the Worker in Miniflare,
- * the broker on a real redis-server) and sent ids that `Number(id) || 0` misreads: Infinity, a rounded
+ * the broker on a real redis-server, the PostgreSQL example on a real PostgreSQL) and sent ids that `Number(id) || 0` misreads: Infinity, a rounded
  * neighbour, a count it never gave. Each must get a healthy stream, and the example must log nothing.
  * The Next.js route gets the same check in test/runtime/nextjs.test.ts.
  */
@@ -9,7 +9,8 @@ import { readFileSync } from "node:fs";
 import { Miniflare } from "miniflare";
 import { afterAll, beforeAll, describe } from "vitest";
 import { bundle, miniflareOptions } from "../../examples/cloudflare/build.mjs";
-import { bundleBroker, startBroker } from "../support/broker.ts";
+import { bundleBroker, bundlePostgresExample, startBroker, startPostgresExample } from "../support/broker.ts";
+import { type PostgresServer, startPostgres } from "../support/postgres.ts";
 import { type RedisServer, startRedis } from "../support/redis.ts";
 import {
   binary,
@@ -164,6 +165,39 @@ describe("examples/broker on a real redis-server", () => {
     {
       url: () => `${example().origin}/events`,
       entryIds: true,
+      async publish(url) {
+        for (const n of [1, 2]) {
+          const response = await within(
+            fetch(url, { method: "POST", body: JSON.stringify({ data: { n } }) }),
+            10_000,
+            "POST /events",
+          );
+          if (response.status !== 201) throw new Error(`publish answered ${response.status}`);
+        }
+      },
+    },
+    stderrOf(example),
+  );
+});
+
+describe("examples/postgres on a real PostgreSQL", () => {
+  let postgres: PostgresServer | undefined;
+  // Registered before the example's own hooks: PostgreSQL starts first and stops last.
+  beforeAll(async () => {
+    postgres = await startPostgres();
+  }, 300_000);
+  afterAll(async () => {
+    await postgres?.stop();
+  });
+  const example = started(async () => {
+    if (postgres === undefined) throw new Error("postgres did not start");
+    const outfile = await bundlePostgresExample("postgres-hostile-ids.test");
+    return startPostgresExample(outfile, { DATABASE_URL: postgres.url, TOPIC: "hostile-ids" });
+  });
+  hostileIdsScenario(
+    "postgres",
+    {
+      url: () => `${example().origin}/events`,
       async publish(url) {
         for (const n of [1, 2]) {
           const response = await within(

@@ -55,8 +55,29 @@ const RUNNERS: { name: string; claims(block: Block): boolean; runBy: string }[] 
       b.flag === "ignore" &&
       b.code.includes("createServer(") &&
       !b.code.includes("async function* clock(") &&
-      !b.code.includes("compress: true"),
+      !b.code.includes("compress: true") &&
+      !/from "eventsource-server\/(redis|postgres)"/.test(b.code),
     runBy: "here",
+  },
+  {
+    name: "the EventLog interface",
+    claims: (b) => b.code.startsWith("interface EventLog extends EventHistory {"),
+    runBy: "test/logs/entries.test.ts, which holds the root's EventLog type to it",
+  },
+  {
+    name: "the Redis log",
+    claims: (b) => b.code.includes('from "eventsource-server/redis"'),
+    runBy: "test/logs/recipes.test.ts, which runs it against a real redis-server",
+  },
+  {
+    name: "the PostgreSQL log",
+    claims: (b) => b.code.includes('from "eventsource-server/postgres"'),
+    runBy: "test/logs/recipes.test.ts, which runs it against a real PostgreSQL",
+  },
+  {
+    name: "the Durable Object log",
+    claims: (b) => b.code.includes('from "eventsource-server/cloudflare"'),
+    runBy: "test/logs/recipes.test.ts, which runs it in Miniflare, across a restart of the runtime",
   },
   { name: "a Cloudflare Worker", claims: (b) => b.code.includes('from "cloudflare:workers"'), runBy: "here" },
   { name: "its wrangler.jsonc", claims: (b) => b.lang === "jsonc", runBy: "here" },

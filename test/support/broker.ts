@@ -1,9 +1,9 @@
 /**
- * examples/broker as the tests run it: bundled once per test file with the package name mapped to this
- * checkout's source (no build, never a stale dist/), then started as real Node processes, one per instance.
+ * examples/broker and examples/postgres as the tests run them: bundled once per test file with the package name mapped
+ * to this checkout's source (no build, never a stale dist/), then started as real Node processes, one per instance.
  */
 import { build } from "esbuild";
-import { PACKAGE_ALIAS, RESULTS, ROOT, type Running, startServer } from "../runtime/harness.ts";
+import { bundleExample, PACKAGE_ALIAS, RESULTS, ROOT, type Running, startServer } from "../runtime/harness.ts";
 
 /** Bundles examples/broker/server.js into test-results/<name>.mjs; redis stays external (from node_modules). */
 export async function bundleBroker(name: string): Promise<string> {
@@ -36,5 +36,24 @@ export interface BrokerEnv {
  * stream ends: an entry added after that reaches its channel.
  */
 export function startBroker(bundle: string, env: BrokerEnv): Promise<Running> {
+  return startServer(process.execPath, [bundle], { env: { PORT: "0", ...env } as Record<string, string> });
+}
+
+/** Bundles examples/postgres/server.js into test-results/<name>.mjs; pg stays external (from node_modules). */
+export function bundlePostgresExample(name: string): Promise<string> {
+  return bundleExample("examples/postgres/server.js", name, ["pg"]);
+}
+
+/** The postgres example's settings, as its environment variables. */
+export interface PostgresExampleEnv {
+  DATABASE_URL: string;
+  TOPIC: string;
+  PORT?: string;
+  KEEP?: string;
+  RETRY_MS?: string;
+}
+
+/** Starts one instance of examples/postgres; resolves once it prints its URL, after setup() and feed(). */
+export function startPostgresExample(bundle: string, env: PostgresExampleEnv): Promise<Running> {
   return startServer(process.execPath, [bundle], { env: { PORT: "0", ...env } as Record<string, string> });
 }

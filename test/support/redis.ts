@@ -7,10 +7,11 @@
  * what to install: a skipped test would report a pass for code that never ran.
  */
 import { spawn } from "node:child_process";
-import { accessSync, constants, openSync, readFileSync, unlinkSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
-import { delimiter, join } from "node:path";
+import { join } from "node:path";
+import { currentPath, findOnPath, findOrInstall, freePort } from "./install.ts";
+
+export { findOnPath, freePort };
 
 /** What to type when the tests cannot install redis-server themselves. */
 export const INSTALL_HINT =
@@ -18,30 +19,6 @@ export const INSTALL_HINT =
 
 /** Where concurrent test processes take turns to install: apt-get and dpkg allow one at a time anyway. */
 const LOCK_FILE = join(tmpdir(), "eventsource-server-redis-install.lock");
-
-/** apt-get on a fresh machine: about 20 s; waiting for another installer (ours or the system's) may add more. */
-const INSTALL_MS = 300_000;
-
-/** This process's PATH. */
-function currentPath(): string {
-  const { PATH = "" } = process.env;
-  return PATH;
-}
-
-/** The first executable called `name` in the directories of `path` (a PATH value), or `undefined`. */
-export function findOnPath(name: string, path = currentPath()): string | undefined {
-  for (const directory of path.split(delimiter)) {
-    if (directory === "") continue;
-    const candidate = join(directory, name);
-    try {
-      accessSync(candidate, constants.X_OK);
-      return candidate;
-    } catch {
-      // Not here, or not executable: the next directory may have it.
-    }
-  }
-  return undefined;
-}
 
 export interface FindOptions {
   /** The PATH to search and to run apt-get with. Default: this process's. */
@@ -60,122 +37,20 @@ let found: Promise<string> | undefined;
  * installed once they get the lock. Missing and not root: rejects with `INSTALL_HINT`.
  */
 export function redisServer(options: FindOptions = {}): Promise<string> {
-  if (Object.keys(options).length > 0) return findOrInstall(options);
-  found ??= findOrInstall({});
+  if (Object.keys(options).length > 0) return findOrInstallRedis(options);
+  found ??= findOrInstallRedis({});
   return found;
 }
 
-async function findOrInstall(options: FindOptions): Promise<string> {
+function findOrInstallRedis(options: FindOptions): Promise<string> {
   const path = options.path ?? currentPath();
-  const existing = findOnPath("redis-server", path);
-  if (existing !== undefined) return existing;
-  if ((options.uid ?? process.getuid?.()) !== 0) throw new Error(INSTALL_HINT);
-  const aptGet = findOnPath("apt-get", path);
-  if (aptGet === undefined) throw new Error(`${INSTALL_HINT} (apt-get is not on PATH either)`);
-  await withLock(options.lockFile ?? LOCK_FILE, async () => {
-    // Another test process may have installed it while this one waited for the lock.
-    if (findOnPath("redis-server", path) !== undefined) return;
-    // A lock held by another apt-get (the system's, another project's) is waited for, not a failure.
-    const wait = ["-o", "DPkg::Lock::Timeout=240"];
-    await run(aptGet, [...wait, "update", "-qq"], path);
-    await run(aptGet, [...wait, "install", "-y", "-qq", "--no-install-recommends", "redis-server"], path);
+  return findOrInstall(() => findOnPath("redis-server", path), {
+    path,
+    ...(options.uid === undefined ? {} : { uid: options.uid }),
+    lockFile: options.lockFile ?? LOCK_FILE,
+    debianPackage: "redis-server",
+    hint: INSTALL_HINT,
   });
-  const installed = findOnPath("redis-server", path);
-  if (installed === undefined) throw new Error(`apt-get installed redis-server, but it is not on PATH (${path})`);
-  return installed;
-}
-
-/** Runs `command` to its end; rejects with its output when it fails. */
-function run(command: string, args: string[], path: string): Promise<void> {
-  return new Promise<void>((resolve, reject) => {
-    const child = spawn(command, args, {
-      env: { ...process.env, PATH: path, DEBIAN_FRONTEND: "noninteractive" },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let output = "";
-    child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
-      output += chunk;
-    });
-    child.stderr.setEncoding("utf8").on("data", (chunk: string) => {
-      output += chunk;
-    });
-    const timer = setTimeout(() => child.kill("SIGKILL"), INSTALL_MS);
-    child.once("error", (error) => {
-      clearTimeout(timer);
-      reject(error);
-    });
-    child.once("exit", (code, signal) => {
-      clearTimeout(timer);
-      if (code === 0) resolve();
-      else reject(new Error(`${command} ${args.join(" ")} failed (${code ?? signal}):\n${output}`));
-    });
-  });
-}
-
-/**
- * Runs `task` while holding `file`, created exclusively with this process's pid in it. A lock left by a
- * process that died is taken over; a live holder is waited for, up to INSTALL_MS.
- */
-async function withLock(file: string, task: () => Promise<void>): Promise<void> {
-  const deadline = Date.now() + INSTALL_MS;
-  for (;;) {
-    try {
-      const fd = openSync(file, "wx");
-      writeFileSync(fd, String(process.pid));
-      break;
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
-    }
-    if (!isAlive(Number(readText(file)))) {
-      unlinkQuietly(file);
-      continue;
-    }
-    if (Date.now() > deadline) throw new Error(`gave up waiting for ${file}, held by another redis-server install`);
-    // Another process is installing: nothing to await across processes, so look again shortly.
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
-  try {
-    await task();
-  } finally {
-    unlinkQuietly(file);
-  }
-}
-
-function readText(file: string): string {
-  try {
-    return readFileSync(file, "utf8");
-  } catch {
-    return "";
-  }
-}
-
-function unlinkQuietly(file: string): void {
-  try {
-    unlinkSync(file);
-  } catch {
-    // Already gone: another waiter took the stale lock over first.
-  }
-}
-
-/** Whether a process with this pid runs. An empty or unreadable lock (a holder between open and write) counts as live. */
-function isAlive(pid: number): boolean {
-  if (!Number.isInteger(pid) || pid <= 0) return true;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
-
-/** A port that was free a moment ago on 127.0.0.1. */
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const address = server.address();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  if (address === null || typeof address === "string") throw new Error("no port");
-  return address.port;
 }
 
 export interface RedisServer {
@@ -185,6 +60,13 @@ export interface RedisServer {
   pid: number;
   /** SIGTERM, then SIGKILL after 3 s; resolves once the process has exited. */
   stop(): Promise<void>;
+  /**
+   * Starts it again after `stop()`, on the same port, with the same arguments: an empty server unless `extra` made it
+   * save (`--appendonly yes --dir <folder>`).
+   */
+  start(): Promise<void>;
+  /** `stop()`, then `start()`. */
+  restart(): Promise<void>;
 }
 
 /**
@@ -240,5 +122,20 @@ async function launch(binary: string, port: number, extra: string[]): Promise<Re
     clearTimeout(timer);
   }
   if (child.pid === undefined) throw new Error("redis-server has no pid");
-  return { url: `redis://127.0.0.1:${port}`, port, pid: child.pid, stop };
+  const server: RedisServer = {
+    url: `redis://127.0.0.1:${port}`,
+    port,
+    pid: child.pid,
+    stop,
+    async start() {
+      const next = await launch(binary, port, extra);
+      server.pid = next.pid;
+      server.stop = next.stop;
+    },
+    async restart() {
+      await server.stop();
+      await server.start();
+    },
+  };
+  return server;
 }

@@ -15,11 +15,11 @@
  * meets the closed connection; passing `request` is what lets the stream notice.
  */
 import { DurableObject } from "cloudflare:workers";
-import { EventChannel, type EventSourceContext, eventSourceResponse } from "eventsource-server";
+import { EventChannel, type EventLog, type EventSourceContext, eventSourceResponse } from "eventsource-server";
+import { durableObjectLog } from "eventsource-server/cloudflare";
 import { ticks } from "../../shared/ticks.js";
 // A Text module: wrangler imports `.html` files as their text, and build.mjs does the same.
 import page from "./page.html";
-import { StoredEvents } from "./stored-events.ts";
 
 export interface Env {
   ROOMS: DurableObjectNamespace<Room>;
@@ -78,20 +78,21 @@ export default {
  * (evicted, deployed, crashed, or `POST /rooms/:room/restart`).
  */
 export class Room extends DurableObject<Env> {
-  readonly #events: StoredEvents;
+  readonly #log: EventLog;
   readonly #channel: EventChannel;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
-    this.#events = new StoredEvents(ctx.storage, Number(env.HISTORY_LIMIT));
-    // No request reaches the object before its last id is read, so ids go on from where the last object stopped.
-    void ctx.blockConcurrencyWhile(() => this.#events.load());
+    // The room's log, in the object's storage: the newest HISTORY_LIMIT events, and the last id given, so ids go on
+    // from where the last object stopped.
+    this.#log = durableObjectLog(ctx.storage, { keep: Number(env.HISTORY_LIMIT) });
     this.#channel = new EventChannel({
-      history: this.#events,
+      history: this.#log,
       // The client's id is older than the room keeps: it missed an unknown number of events, so it is told to
       // start over, and then gets live events. (No id: its next reconnect, before a live event, is told again.)
       onHistoryLost: (lastEventId) => ({ event: "reset", data: { lastEventId } }),
     });
+    this.#log.feed(this.#channel);
   }
 
   /** The room's event stream for one subscriber. */
@@ -103,13 +104,11 @@ export class Room extends DurableObject<Env> {
   }
 
   /**
-   * Stores `data` as the next event, then sends it to every subscriber as a `message` event; returns its id.
-   * In that order: every event a client has received is in the log it resumes from.
+   * Stores `data` as the next event, then sends it to every subscriber as a `message` event; returns its id. In that
+   * order (the log's publish does both): every event a client has received is in the log it resumes from.
    */
-  async publish(data: unknown): Promise<string> {
-    const event = await this.#events.append(data);
-    this.#channel.emit(event);
-    return event.id;
+  publish(data: unknown): Promise<string> {
+    return this.#log.publish({ data });
   }
 
   /** How many streams are open. */
