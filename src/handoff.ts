@@ -18,6 +18,8 @@ export interface Sink {
   fail(error: unknown): void;
   /** Bytes written but not yet taken by the client. */
   unread(): number;
+  /** Whether it holds as much as it should until it drains (Node: a write returned false; its mark is 64 KiB from 22). */
+  full(): boolean;
 }
 
 /** Versioned: a copy of the package with another version of this seam does not take what it cannot drive. */

@@ -30,9 +30,6 @@ const COMMENT = ":\n\n";
 /** How long an ended stream's last bytes may wait for their client before the connection is dropped. */
 export const UNREAD_GRACE_MS = 5_000;
 
-/** A driven stream is pulled while its sink holds less than this: Node's own high-water mark for a response. */
-const SINK_HIGH_WATER = 16 * 1024;
-
 /** The name of the error that drops a stream whose client did not read its last bytes: not worth a log line. */
 export const UNREAD_ERROR_NAME = "EventStreamUnreadError";
 
@@ -271,7 +268,7 @@ export class EventStream implements Watched, AbortTarget, Drainable {
     while (this.ended === undefined) {
       // One pull past a full sink, as a body holds one chunk its client has not read: a source that is done then ends
       // the stream even when its client reads nothing more, and the 5 s grace can drop it.
-      if (sink.unread() < SINK_HIGH_WATER) this.#ahead = false;
+      if (!sink.full()) this.#ahead = false;
       else if (this.#ahead) return;
       else this.#ahead = true;
       const pulled = this.#producer.pull(this);

@@ -205,6 +205,9 @@ class ResponseSink implements Sink {
   unread(): number {
     return this.#res.writableLength;
   }
+  full(): boolean {
+    return this.#res.writableNeedDrain;
+  }
 }
 
 /** Waits for the end of a stream handed off to `res`, telling it each time the socket drains. */
