@@ -10,10 +10,11 @@
 /** Where a stream's bytes go once it is handed off: straight to the connection, without the body in between. */
 export interface Sink {
   write(bytes: Uint8Array): void;
-  /** Ends the response normally, once the bytes written have gone out. */
+  /**
+   * Ends the response normally, once the bytes written have gone out; a client that has not read them all 5 s later
+   * (`UNREAD_GRACE_MS`) has its connection dropped.
+   */
   end(): void;
-  /** Drops the connection: its client never read the last bytes. */
-  destroy(): void;
   /** Drops the connection as a failure, which the sink reports: the stream errored. */
   fail(error: unknown): void;
   /** Bytes written but not yet taken by the client. */
@@ -36,6 +37,11 @@ export interface HandOff {
   drained(): void;
   /** Whether the stream asks its connection to close once it has ended (`drain()` ended it). */
   closesConnection?: boolean;
+  /**
+   * When it ended (`Date.now()`), 0 while open: its client's 5 s to read the last bytes count from then, not from when a
+   * body that queued them reaches its end.
+   */
+  endedAt?: number;
 }
 
 export function offerHandOff(body: ReadableStream<Uint8Array>, stream: HandOff): void {

@@ -73,6 +73,8 @@ export class EventStream implements Watched, AbortTarget, Drainable {
 
   /** Why it ended; `undefined` while open. */
   ended: EndReason | undefined;
+  /** When it ended; 0 while open (see `HandOff`). */
+  endedAt = 0;
   /** Set at the first pull: its client is reading. */
   reading = false;
   /** Set when `drain` ended it: on Node its connection is then closed, so a closing server need not wait for it. */
@@ -304,6 +306,7 @@ export class EventStream implements Watched, AbortTarget, Drainable {
   end(reason: EndReason, cause?: unknown, closeBody = true): void {
     if (this.ended !== undefined) return;
     this.ended = reason;
+    this.endedAt = Date.now();
     this.#options = undefined;
     openStreams.delete(this);
     unwatch(this);
@@ -363,10 +366,8 @@ export class EventStream implements Watched, AbortTarget, Drainable {
   }
 
   #close(): void {
-    const sink = this.#sink;
-    if (sink !== undefined) {
-      sink.end();
-      if (sink.unread() > 0) deadline(UNREAD_GRACE_MS, () => sink.destroy());
+    if (this.#sink !== undefined) {
+      this.#sink.end();
       return;
     }
     const controller = this.#controller;

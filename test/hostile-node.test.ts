@@ -264,6 +264,79 @@ describe("a stream that ended but whose client does not read its last bytes has 
     console.log(`the closed stream's connection was destroyed ${ms} ms after close()`);
   });
 
+  test("a client that reads all but the last bytes in the kernel's buffers has its connection destroyed, kept alive or not", async () => {
+    const channel = new EventChannel({ maxBufferedBytes: 256 * MiB });
+    let end = 0;
+    const handler = toNodeHandler((request) => {
+      const response = channel.response(request, { keepAlive: false });
+      channel.emit("x".repeat(16 * MiB));
+      channel.emit("y".repeat(16 * MiB));
+      channel.close();
+      end = performance.now();
+      return response;
+    });
+    // As behind a load balancer, whose idle timeout the server's must outlast: Node would keep the connection 60 s.
+    const server = createServer();
+    server.keepAliveTimeout = 60_000;
+    const served = await listen(server, handler);
+    const socket = neverReads(served.origin);
+    await until(() => end > 0, "the stream's end");
+    const res = onlyResponse(served);
+    await new Promise((resolve) => setTimeout(resolve, 2_000));
+    // The client reads until Node has handed the stream's last bytes to the kernel, then stops: those bytes are in the
+    // kernel's buffers, its own and the server's, and Node's response has finished.
+    let read = 0;
+    await new Promise<void>((resolve) => {
+      const onReadable = (): void => {
+        for (let chunk = socket.read(); chunk !== null && !res.writableFinished; chunk = socket.read())
+          read += chunk.length;
+        if (!res.writableFinished) return;
+        socket.off("readable", onReadable);
+        resolve();
+      };
+      socket.on("readable", onReadable);
+    });
+    const sent = onlySocket(served).bytesWritten;
+    console.log(
+      `the client read ${read} of ${sent} B; Node's response finished ${Math.round(performance.now() - end)} ms after close()`,
+    );
+    expect(read).toBeLessThan(sent);
+    const ms = await destroyedWithin5s(onlySocket(served), end, "the server to destroy the ended stream's connection");
+    console.log(`the ended stream's connection was destroyed ${ms} ms after close()`);
+  });
+
+  test("a client that was behind at the end, reads everything and sends its next request keeps its connection", async () => {
+    const channel = new EventChannel({ maxBufferedBytes: 256 * MiB });
+    const served = await serve(
+      toNodeHandler((request) => {
+        const response = channel.response(request, { keepAlive: false });
+        if (channel.subscribers === 1) {
+          // The first request: an event the kernel cannot take at once, and the end.
+          channel.emit("x".repeat(16 * MiB));
+          channel.close({ data: "last" });
+        }
+        return response;
+      }),
+    );
+    const socket = neverReads(served.origin);
+    await until(() => channel.subscribers === 0 && served.responses.length === 1, "the first stream's end");
+    const end = performance.now();
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    let wire = "";
+    socket.setEncoding("latin1");
+    socket.on("data", (chunk: string) => {
+      wire += chunk;
+    });
+    socket.resume();
+    await until(() => wire.endsWith("data: last\n\n\r\n0\r\n\r\n"), "the first stream, read to its end");
+    // As an EventSource that reconnects on the same connection; the channel is closed, so the stream ends at once.
+    socket.write("GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+    await until(() => served.responses.length === 2, "the second request");
+    await new Promise((resolve) => setTimeout(resolve, Math.max(0, end + 6_000 - performance.now())));
+    expect(onlySocket(served).destroyed).toBe(false);
+    expect(wire.match(/HTTP\/1.1 200/g)).toHaveLength(2);
+  });
+
   test("an eventSourceResponse whose source is done, with 16 MiB its client never reads, has its connection destroyed", async () => {
     const finished = deferred();
     const served = await serve(

@@ -5,9 +5,11 @@
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { constants, type Http2ServerRequest, type Http2ServerResponse } from "node:http2";
+import type { Socket } from "node:net";
 import type { Readable } from "node:stream";
 import { report } from "../errors.ts";
-import { handOffOf, type Sink } from "../handoff.ts";
+import { type HandOff, handOffOf, type Sink } from "../handoff.ts";
+import { deadline } from "../keep-alive.ts";
 import { writableLengthIsExact } from "../runtime.ts";
 import { UNREAD_ERROR_NAME, UNREAD_GRACE_MS } from "../stream.ts";
 import { Compressor, chosenEncoding, type Encoding } from "./compress.ts";
@@ -38,7 +40,7 @@ export function send(res: NodeResponse, response: Response, compress = false): P
         ? chosenEncoding(res.req?.headers["accept-encoding"])
         : undefined;
     if (!res.headersSent) writeHead(res, response, encoding);
-    if (body === null || res.req?.method === "HEAD") return Promise.all([cancelled(body), ended(res)]).then(noop);
+    if (body === null || res.req?.method === "HEAD") return Promise.all([cancelled(body), finished(res)]).then(noop);
     return pump(res, body, eventStream, encoding);
   } catch (error) {
     // A header Node refuses: as before, a rejected promise rather than a throw.
@@ -60,9 +62,6 @@ async function pump(
   eventStream: boolean,
   encoding: Encoding | undefined,
 ): Promise<void> {
-  // An event stream's client that has not read its last bytes 5 s after the stream ended is gone or stalled: its
-  // connection is dropped, so it holds no memory. Any other body may be a slow download, and is waited for.
-  const graceMs = eventStream ? UNREAD_GRACE_MS : undefined;
   const reader = body.getReader();
   let cleanedUp: Promise<void> | undefined;
   // The client left: cancelling the body is what stops the source and runs its clean-up; a read that was waiting for
@@ -74,12 +73,16 @@ async function pump(
   // A stream of this package on HTTP/1 is handed off: it then writes to the response itself, and this waits for the end
   // (the stream's, or the client's, which cancels the body).
   const offer = handOffOf(body);
+  // An event stream's client that has not read its last bytes 5 s after the stream ended is gone or stalled: its
+  // connection is dropped, so it holds no memory. Any other body may be a slow download, and is waited for.
+  const grace = eventStream ? () => graceLeft(offer) : undefined;
   // A compressed stream stays on this path: its bytes go through the compressor, which the channel cannot drive.
   const compressor =
     encoding === undefined ? undefined : new Compressor(encoding, (bytes) => isGone(res) || writeTo(res, bytes));
   const sink = offer !== undefined && compressor === undefined && canHandOff(res) ? new ResponseSink(res) : undefined;
   // Captured now: Node detaches the socket from the response once it has finished.
-  const socket = isHttp2(res) ? undefined : res.socket;
+  const socket = socketOf(res);
+  let behind = false;
   try {
     // A source's own stream is taken before its first read: it then writes to `res` itself, with no body in between.
     for (let handedOff = sink !== undefined && offer?.handOff(sink); ; ) {
@@ -95,7 +98,8 @@ async function pump(
         await compressor.write(value);
         full = res.writableLength >= res.writableHighWaterMark;
       }
-      if (full) await drained(res, reader, graceMs);
+      // The body ended while its client was behind: the connection closes after the last bytes (see `ended`).
+      if (full && (await drained(res, socket, reader, grace))) behind = true;
       // A channel subscriber is taken as soon as its body holds nothing.
       handedOff = sink !== undefined && offer?.handOff(sink) === true;
     }
@@ -105,7 +109,7 @@ async function pump(
     const unread = (error as Error | null)?.name === UNREAD_ERROR_NAME;
     if (!unread) report(error, "sendResponse: the body failed");
     compressor?.close();
-    if (unread) dropped(res);
+    if (unread) dropped(res, socket);
     else {
       // Node sends what was written in this turn of its loop (the first chunk, the events before the failure) only at
       // its end: destroyed now, the client would not see them.
@@ -123,7 +127,7 @@ async function pump(
     await (cleanedUp ?? reader.cancel().catch(() => {}));
   } else {
     await compressor?.end();
-    await ended(res, graceMs);
+    await (grace === undefined ? finished(res) : ended(res, socket, grace(), behind));
   }
   // drain() ended it: the connection is not kept alive, so a server that is closing does not wait for it.
   if (offer?.closesConnection === true) socket?.end();
@@ -184,18 +188,17 @@ function canHandOff(res: NodeResponse): res is ServerResponse {
 /** A channel subscriber's bytes written to an HTTP/1 response: its unread bytes are those Node still holds. */
 class ResponseSink implements Sink {
   readonly #res: ServerResponse;
+  readonly #socket: Socket | null;
   constructor(res: ServerResponse) {
     this.#res = res;
+    this.#socket = res.socket;
   }
   write(chunk: Uint8Array): void {
     // The client may have gone a moment before its close event ends the subscription.
     if (!this.#res.destroyed) this.#res.write(chunk);
   }
   end(): void {
-    this.#res.end();
-  }
-  destroy(): void {
-    dropped(this.#res);
+    void ended(this.#res, this.#socket, UNREAD_GRACE_MS, false);
   }
   fail(error: unknown): void {
     report(error, "sendResponse: the body failed");
@@ -217,33 +220,69 @@ async function whileHandedOff(res: NodeResponse, onDrain: () => void): Promise<v
   emitter(res).off("drain", onDrain);
 }
 
-/** Ends the response and waits until it has gone out, or the client has gone, or `graceMs` have passed. */
-async function ended(res: NodeResponse, graceMs?: number): Promise<void> {
+/** Ends the response and waits until it has gone out, or the client has gone. */
+async function finished(res: NodeResponse): Promise<void> {
   res.end();
   // Node emits finish and close from later callbacks, so listening after end() misses neither.
-  if (res.writableFinished || isGone(res)) return;
-  if (!(await within(firstOf(res, ["finish", "close"]), graceMs))) dropped(res);
+  if (!res.writableFinished && !isGone(res)) await firstOf(res, ["finish", "close"]);
+}
+
+/** Ends an event stream's response, whose client has `ms` to read the rest or has its connection dropped. */
+async function ended(res: NodeResponse, socket: Socket | null, ms: number, wasBehind: boolean): Promise<void> {
+  const behind = socket !== null && (wasBehind || res.writableLength > 0);
+  res.end();
+  // Node emits finish and close from later callbacks, so listening after end() misses neither.
+  const out = res.writableFinished || isGone(res) ? undefined : firstOf(res, ["finish", "close"]);
+  if (behind) {
+    dropUnlessRead(res, socket, ms);
+    await out;
+  } else if (out !== undefined && !(await within(out, ms))) dropped(res, socket);
 }
 
 /**
- * Waits until the socket takes more, or the client has gone. When the body ends meanwhile, an event stream's client has
- * `graceMs` more to take it, or is dropped; when the body errors, the wait ends with its error.
+ * A client that was behind at the end may leave its last bytes in the kernel's buffers (up to a few MB), where Node
+ * cannot see whether they are ever read, for as long as the server keeps the connection alive. So the connection is
+ * dropped `ms` from now, unless the response has gone out whole and the client has sent more since: its next request,
+ * which a client sends only once it has read this response to its end.
  */
-function drained(
-  res: NodeResponse,
-  reader: ReadableStreamDefaultReader<Uint8Array>,
-  graceMs: number | undefined,
-): Promise<void> {
-  const room = firstOf(res, ["drain", "close"]);
-  const bodyEnded = reader.closed.then(async () => {
-    if (!(await within(room, graceMs))) dropped(res);
+function dropUnlessRead(res: NodeResponse, socket: Socket, ms: number): void {
+  if (socket.destroyed) return;
+  const readAtEnd = socket.bytesRead;
+  const stop = deadline(ms, () => {
+    socket.off("close", stop);
+    if (!res.writableFinished || socket.bytesRead === readAtEnd) dropped(res, socket);
   });
-  return Promise.race([room, bodyEnded]);
+  socket.once("close", stop);
 }
 
-/** Whether `promise` settled within `ms` (forever without `ms`). */
-function within(promise: Promise<void>, ms: number | undefined): Promise<boolean> {
-  if (ms === undefined) return promise.then(() => true);
+/**
+ * Waits until the socket takes more, or the client has gone; true if the body ended meanwhile. Its client then has what
+ * is left of an event stream's grace to take more, or is dropped. When the body errors, the wait ends with its error.
+ */
+async function drained(
+  res: NodeResponse,
+  socket: Socket | null,
+  reader: ReadableStreamDefaultReader<Uint8Array>,
+  grace: (() => number) | undefined,
+): Promise<boolean> {
+  let bodyEnded = false;
+  const room = firstOf(res, ["drain", "close"]);
+  const ending = reader.closed.then(async () => {
+    bodyEnded = true;
+    if (grace !== undefined && !(await within(room, grace()))) dropped(res, socket);
+  });
+  await Promise.race([room, ending]);
+  return bodyEnded;
+}
+
+/** What is left of an event stream's 5 s to read its last bytes: they count from the stream's end, when it is known. */
+function graceLeft(offer: HandOff | undefined): number {
+  const endedAt = offer?.endedAt ?? 0;
+  return endedAt === 0 ? UNREAD_GRACE_MS : Math.max(0, endedAt + UNREAD_GRACE_MS - Date.now());
+}
+
+/** Whether `promise` settled within `ms`. */
+function within(promise: Promise<void>, ms: number): Promise<boolean> {
   return new Promise((resolve) => {
     const timer = setTimeout(resolve, ms, false);
     void promise.then(() => {
@@ -280,8 +319,8 @@ function broken(res: NodeResponse): void {
  * leaves the kernel holding what the socket had not sent (up to its send buffer, about 4 MB on Linux) until the client
  * reads it or the kernel gives up, minutes later.
  */
-function dropped(res: NodeResponse): void {
-  const socket = isHttp2(res) ? null : res.socket;
+function dropped(res: NodeResponse, socket: Socket | null): void {
+  if (socket?.destroyed === true) return;
   try {
     if (typeof socket?.resetAndDestroy === "function") {
       socket.resetAndDestroy();
@@ -307,6 +346,11 @@ export function bare(res: NodeResponse, status: number): void {
 
 async function cancelled(body: ReadableStream<Uint8Array> | null): Promise<void> {
   await body?.cancel().catch(() => {});
+}
+
+/** An HTTP/1 response's connection; null on HTTP/2, where the connection is shared, and once Node has detached it. */
+function socketOf(res: NodeResponse): Socket | null {
+  return isHttp2(res) ? null : res.socket;
 }
 
 function isHttp2(res: NodeResponse): res is Http2ServerResponse {
