@@ -34,6 +34,20 @@ export function isClosed(channel: object): boolean {
  * checked and encoded once; a subscriber whose unread bytes stay above `maxBufferedBytes` for a second is closed, and a
  * client that reconnects with a `Last-Event-ID` resumes from `replay` or `history`. Throws a `TypeError` for an invalid
  * option. See docs/channel.md.
+ * @example Every subscriber gets each event, and a client that comes back resumes after its last id
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { EventChannel } from "eventsource-server";
+ *
+ * const channel = new EventChannel({ replay: 100 });
+ * const first = channel.response();
+ * channel.emit({ id: 1, data: "one" });
+ * channel.emit({ id: 2, data: "two" });
+ * const resumed = channel.response(new Request("http://localhost/", { headers: { "last-event-id": "1" } }));
+ * channel.close();
+ * assert.equal(await first.text(), ":\n\nid: 1\ndata: one\n\nid: 2\ndata: two\n\n");
+ * assert.equal(await resumed.text(), ":\n\nid: 2\ndata: two\n\n");
+ * ```
  */
 export class EventChannel<Events extends Record<string, unknown> = Record<string, unknown>> {
   readonly #options: ChannelOptions;

@@ -38,6 +38,21 @@ export interface DrainOptions {
  * Ends every stream of this package open in the process now (every copy of the package), each at a moment drawn
  * uniformly over `within` ms, writing `last` first; resolves with how many it ended, once they all have. Rejects with a
  * `TypeError`, ending nothing, for an invalid option or a `last` a stream would refuse. See docs/operating.md.
+ * @example On SIGTERM: every open stream ends with a last event, and its client reconnects elsewhere
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { drain, eventSourceResponse } from "eventsource-server";
+ *
+ * const endless = eventSourceResponse(async function* ({ signal }) {
+ *   while (!signal.aborted) yield await new Promise<string>((resolve) => setTimeout(resolve, 50, "tick"));
+ * });
+ * const reader = endless.body!.pipeThrough(new TextDecoderStream()).getReader();
+ * assert.equal((await reader.read()).value, ":\n\n");
+ * assert.equal(await drain({ within: 100, last: { retry: 1_000 } }), 1);
+ * let rest = "";
+ * for (let read = await reader.read(); !read.done; read = await reader.read()) rest += read.value;
+ * assert.match(rest, /retry: 1000\n\n$/);
+ * ```
  */
 export async function drain(options?: DrainOptions): Promise<number> {
   const where = "drain";

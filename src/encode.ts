@@ -23,6 +23,14 @@ const RENAMED: Readonly<Record<string, string>> = {
  * `retry`, then one `data:` line per line of `data` (split on CRLF, CR and LF). Throws a `TypeError` naming the field
  * for a value that cannot be written safely, an unknown key, `data` that is a thenable, and a `serialize` that throws
  * or returns no string. See docs/reference.md.
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { encodeEvent } from "eventsource-server";
+ *
+ * assert.equal(encodeEvent({ event: "note", id: 7, data: "two\nlines" }), "event: note\nid: 7\ndata: two\ndata: lines\n\n");
+ * assert.equal(encodeEvent({ data: { ok: true } }), 'data: {"ok":true}\n\n');
+ * ```
  */
 export function encodeEvent(input: EventInput, options?: EncodeOptions): string {
   return encodeWith(input, serializerOf("encodeEvent", options), "encodeEvent");

@@ -10,6 +10,21 @@ import type { EncodeOptions, EventInput } from "./types.ts";
  * @param options `serialize` turns non-string `data` into text.
  * @default serialize JSON.stringify
  * @see https://html.spec.whatwg.org/multipage/server-sent-events.html#event-stream-interpretation
+ * @example Events piped into bytes, as a body
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { EventSourceEncoderStream } from "eventsource-server";
+ *
+ * const events = new ReadableStream({
+ *   start(controller) {
+ *     controller.enqueue({ event: "greeting", data: "hello" });
+ *     controller.enqueue({ data: [1, 2] });
+ *     controller.close();
+ *   },
+ * });
+ * const body = events.pipeThrough(new EventSourceEncoderStream());
+ * assert.equal(await new Response(body).text(), "event: greeting\ndata: hello\n\ndata: [1,2]\n\n");
+ * ```
  */
 export class EventSourceEncoderStream<
   Events extends Record<string, unknown> = Record<string, unknown>,

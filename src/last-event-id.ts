@@ -10,6 +10,15 @@ import { fail, shown } from "./errors.ts";
  * @param request The incoming request.
  * @returns The client's last event ID, or `null`.
  * @see https://html.spec.whatwg.org/multipage/server-sent-events.html#the-last-event-id-header
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { lastEventId } from "eventsource-server";
+ *
+ * assert.equal(lastEventId(new Request("http://localhost/", { headers: { "last-event-id": "41" } })), "41");
+ * assert.equal(lastEventId(new Request("http://localhost/?lastEventId=41")), "41");
+ * assert.equal(lastEventId(new Request("http://localhost/")), null);
+ * ```
  */
 export function lastEventId(request: Request): string | null {
   if (!isRequest(request)) fail("lastEventId", `request must be a Request, got ${shown(request)}`);

@@ -14,6 +14,22 @@ export type { FetchHandler, NodeRequest, NodeResponse } from "./node/response.ts
  * `originalUrl`), every header, the body unless a middleware has read it, and a `signal` that aborts when the client
  * goes away before the response is finished (`res` closing is how it learns). Throws a `TypeError` when no URL can be
  * made, or `new Request()` refuses the method. See docs/runtimes.md.
+ * @example A Fetch view of a node:http request
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { createServer } from "node:http";
+ * import { toRequest } from "eventsource-server/node";
+ *
+ * const server = createServer((req, res) => {
+ *   const request = toRequest(req, res);
+ *   res.end(`${request.method} ${new URL(request.url).pathname} ${request.headers.get("last-event-id")}`);
+ * });
+ * await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+ * const { port } = server.address() as { port: number };
+ * const answer = await fetch(`http://127.0.0.1:${port}/events`, { headers: { "last-event-id": "41" } });
+ * assert.equal(await answer.text(), "GET /events 41");
+ * server.close();
+ * ```
  */
 export function toRequest(req: NodeRequest, res: NodeResponse): Request {
   return requestOf(req, res);
@@ -24,6 +40,21 @@ export function toRequest(req: NodeRequest, res: NodeResponse): Request {
  * `drain`; the body is cancelled when the client leaves, and a body that errors fails the response the client sees. An
  * `EventChannel` subscriber on HTTP/1 is handed off to write to `res` itself. The promise resolves when the response is
  * over, and never rejects. Throws a `TypeError` when `response` is not a `Response`.
+ * @example A Fetch `Response` written to a node:http response
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { createServer } from "node:http";
+ * import { eventSourceResponse } from "eventsource-server";
+ * import { sendResponse } from "eventsource-server/node";
+ *
+ * const server = createServer((_req, res) => sendResponse(res, eventSourceResponse(["hello", "world"])));
+ * await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+ * const { port } = server.address() as { port: number };
+ * const answer = await fetch(`http://127.0.0.1:${port}/`);
+ * assert.equal(answer.headers.get("content-type"), "text/event-stream; charset=utf-8");
+ * assert.equal(await answer.text(), ":\n\ndata: hello\n\ndata: world\n\n");
+ * server.close();
+ * ```
  */
 export function sendResponse(res: NodeResponse, response: Response, options?: NodeOptions): Promise<void> {
   if (!isResponse(response)) fail("sendResponse", `response must be a Response, got ${shown(response)}`);
@@ -34,6 +65,25 @@ export function sendResponse(res: NodeResponse, response: Response, options?: No
  * A request listener for `node:http`, `node:https`, `node:http2` and Express: `toRequest`, the handler, then
  * `sendResponse`. A handler that throws gets a bare `500` (the error goes to `console.error`), a request no `Request`
  * can hold a bare `400`. Throws a `TypeError` when `handler` is not a function.
+ * @example A Fetch handler on node:http (or as Express middleware: `app.get("/events", listener)`)
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { createServer } from "node:http";
+ * import { EventChannel } from "eventsource-server";
+ * import { toNodeHandler } from "eventsource-server/node";
+ *
+ * const channel = new EventChannel();
+ * const server = createServer(toNodeHandler((request) => channel.response(request)));
+ * await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+ * const { port } = server.address() as { port: number };
+ * const answer = await fetch(`http://127.0.0.1:${port}/`);
+ * const reader = answer.body!.pipeThrough(new TextDecoderStream()).getReader();
+ * assert.equal((await reader.read()).value, ":\n\n");
+ * channel.emit({ event: "note", data: "hi" });
+ * assert.equal((await reader.read()).value, "event: note\ndata: hi\n\n");
+ * channel.close();
+ * server.close();
+ * ```
  */
 export function toNodeHandler(
   handler: FetchHandler,

@@ -25,6 +25,21 @@ const DEFAULT_HEADERS: readonly (readonly [string, string])[] = [
  * signal, lastEventId }` returning one; returns at once. The first chunk is written at once, the source is pulled only
  * as fast as the client reads, and it is stopped (a generator's `finally` runs) when the stream ends. Throws a
  * `TypeError` for a source of none of those forms and for an invalid option. See docs/reference.md.
+ * @example A Fetch handler's answer: events from a generator, pulled as the client reads
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { eventSourceResponse } from "eventsource-server";
+ *
+ * async function* count() {
+ *   for (let n = 1; n <= 3; n++) yield { event: "count", data: String(n) };
+ * }
+ * const response = eventSourceResponse(count(), { retry: 2_000 });
+ * assert.equal(response.headers.get("content-type"), "text/event-stream; charset=utf-8");
+ * assert.equal(
+ *   await response.text(),
+ *   "retry: 2000\n\nevent: count\ndata: 1\n\nevent: count\ndata: 2\n\nevent: count\ndata: 3\n\n",
+ * );
+ * ```
  */
 export function eventSourceResponse<Input extends EventInput>(
   source: EventSourceSource<Input & KnownKeys<Input>>,
