@@ -5,7 +5,9 @@
  * that client leaves. A direct stream's `close(error)` drops the connection at once, with what it had not sent.
  * @module
  */
-import { isThenable } from "./errors.ts";
+import { isThenable, noop } from "./errors.ts";
+import { type HandOff, type Sink, UNREAD_GRACE_MS, unreadError } from "./handoff.ts";
+import { deadline } from "./keep-alive.ts";
 
 /**
  * What Bun hands a direct stream's `pull`, once: Bun.serve's connection, or a buffer when the body is read in JS (which
@@ -18,29 +20,39 @@ interface DirectController {
 }
 
 /**
- * Pumps the event stream's own body into Bun's controller, a chunk at a time: the next read only once the last chunk
- * has been taken, so a client that stops reading stops the source as before. Bun sends what was written at the end of
- * each turn of its loop, so an event does not wait for the next one. An internal class: one per open stream, on Bun.
+ * The sink of an event stream on Bun: a source's stream writes each event straight into Bun's controller, with no body
+ * read in between; any other stream's body is read and written a chunk at a time. Bun sends what was written at the
+ * end of each turn of its loop, so an event does not wait for the next one. An internal class: one per open stream, on
+ * Bun.
  */
-export class DirectBody {
+export class DirectBody implements Sink {
   readonly type = "direct";
   /** The bytes written but not yet taken: the stream counts them as unread. */
-  unread = 0;
+  pending = 0;
+  readonly #stream: HandOff;
   readonly #reader: ReadableStreamDefaultReader<Uint8Array>;
-  #controller: DirectController | undefined;
+  #controller!: DirectController;
   #closed = false;
+  /** Set by `end()` while bytes are pending: the response ends once they are taken. */
+  #ending = false;
+  /** Resolves `pull`'s promise, which Bun reads as the end of the body. */
+  #done: (() => void) | undefined;
 
-  constructor(reader: ReadableStreamDefaultReader<Uint8Array>) {
+  constructor(stream: HandOff, reader: ReadableStreamDefaultReader<Uint8Array>) {
+    this.#stream = stream;
     this.#reader = reader;
   }
 
   pull(controller: DirectController): Promise<void> {
     this.#controller = controller;
-    return this.#pump(controller);
+    return new Promise((resolve) => {
+      this.#done = resolve;
+      void this.#pump();
+    });
   }
 
   cancel(reason: unknown): Promise<void> {
-    this.#closed = true;
+    this.#finish();
     return this.#reader.cancel(reason);
   }
 
@@ -50,20 +62,62 @@ export class DirectBody {
    * written.
    */
   drop(error: unknown): void {
-    if (this.unread > 0) this.#close(error);
+    if (this.pending > 0) this.#close(error);
   }
 
-  /** Resolves when the body has ended: Bun.serve ends the response then. */
-  async #pump(controller: DirectController): Promise<void> {
-    for (;;) {
+  write(chunk: Uint8Array): void {
+    if (this.#closed) return;
+    const written = this.#controller.write(chunk);
+    if (!isThenable(written)) return;
+    const bytes = chunk.byteLength;
+    this.pending += bytes;
+    written.then(() => this.#taken(bytes), noop);
+  }
+
+  end(): void {
+    if (this.pending === 0) {
+      this.#close(undefined);
+      return;
+    }
+    this.#ending = true;
+    deadline(UNREAD_GRACE_MS, () => this.drop(unreadError()));
+  }
+
+  fail(error: unknown): void {
+    // Bun sends what was written in this turn of its loop only at its end: an error now would drop it unsent, and a
+    // client whose stream failed at once would not even see the headers.
+    setTimeout(() => this.#close(error), 0);
+  }
+
+  unread(): number {
+    return this.pending;
+  }
+
+  full(): boolean {
+    return this.pending > 0;
+  }
+
+  #taken(bytes: number): void {
+    this.pending -= bytes;
+    if (this.pending > 0 || this.#closed) return;
+    if (this.#ending) this.#close(undefined);
+    else this.#stream.drained();
+  }
+
+  /**
+   * Hands a source's stream off before its first read: it then writes only while nothing is pending. Any other stream
+   * (a channel subscriber, written to whatever its backlog) is read here a chunk at a time, each once the last one has
+   * been taken: Bun copies what it is given, so a subscriber written straight into Bun would hold up to its channel's
+   * cap there, per stalled client, outside the heap.
+   */
+  async #pump(): Promise<void> {
+    if (this.#stream.handOff(this)) return;
+    while (!this.#closed) {
       let result: ReadableStreamReadResult<Uint8Array>;
       try {
         result = await this.#reader.read();
       } catch (error) {
-        // Bun sends what was written in this turn of its loop only at its end: an error now would drop it unsent,
-        // and a client whose stream failed at once would not even see the headers.
-        await new Promise((resolve) => setTimeout(resolve, 0));
-        this.#close(error);
+        this.fail(error);
         return;
       }
       if (this.#closed) return;
@@ -72,20 +126,19 @@ export class DirectBody {
         return;
       }
       const chunk = result.value;
-      const written = controller.write(chunk);
+      const written = this.#controller.write(chunk);
       if (isThenable(written)) {
-        this.unread = chunk.byteLength;
+        this.pending = chunk.byteLength;
         await written;
-        this.unread = 0;
-        if (this.#closed) return;
+        this.pending = 0;
       }
     }
   }
 
   #close(error: unknown): void {
     if (this.#closed) return;
-    this.#closed = true;
-    const controller = this.#controller as DirectController;
+    const controller = this.#controller;
+    this.#finish();
     try {
       if (error === undefined) controller.close();
       // Read in JS, the reader sees the error; Bun.serve drops the connection, with whatever it had not sent.
@@ -94,5 +147,10 @@ export class DirectBody {
     } catch {
       // Closed already: Bun closes it when its client leaves.
     }
+  }
+
+  #finish(): void {
+    this.#closed = true;
+    this.#done?.();
   }
 }

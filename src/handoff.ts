@@ -7,6 +7,19 @@
  * @module
  */
 
+/** How long an ended stream's last bytes may wait for their client before the connection is dropped. */
+export const UNREAD_GRACE_MS = 5_000;
+
+/** The name of the error that drops a stream whose client did not read its last bytes: not worth a log line. */
+export const UNREAD_ERROR_NAME = "EventStreamUnreadError";
+
+/** The error that drops a stream whose client did not read its last bytes in time. */
+export function unreadError(): Error {
+  const error = new Error(`the client did not read the stream's last bytes within ${UNREAD_GRACE_MS / 1_000} s`);
+  error.name = UNREAD_ERROR_NAME;
+  return error;
+}
+
 /** Where a stream's bytes go once it is handed off: straight to the connection, without the body in between. */
 export interface Sink {
   write(bytes: Uint8Array): void;

@@ -9,7 +9,7 @@ import { freshBytes, Utf8Pool } from "./bytes.ts";
 import { DirectBody } from "./direct-body.ts";
 import { type Drainable, openStreams } from "./drain.ts";
 import { isThenable, report } from "./errors.ts";
-import { offerHandOff, type Sink } from "./handoff.ts";
+import { offerHandOff, type Sink, UNREAD_GRACE_MS, unreadError } from "./handoff.ts";
 import { deadline, type Schedule, unwatch, type Watched, watch } from "./keep-alive.ts";
 import { lastEventId } from "./last-event-id.ts";
 import type { StreamOptions } from "./options.ts";
@@ -26,12 +26,6 @@ export type EndReason = StreamEnd["reason"];
 
 /** An empty comment: the first chunk when there is no `retry`, and the heartbeat. */
 const COMMENT = ":\n\n";
-
-/** How long an ended stream's last bytes may wait for their client before the connection is dropped. */
-export const UNREAD_GRACE_MS = 5_000;
-
-/** The name of the error that drops a stream whose client did not read its last bytes: not worth a log line. */
-export const UNREAD_ERROR_NAME = "EventStreamUnreadError";
 
 /**
  * Counted in bytes, with a high-water mark of one: `pull` is called exactly when nothing is queued, and the bytes the
@@ -117,7 +111,7 @@ export class EventStream implements Watched, AbortTarget, Drainable {
   body(): ReadableStream<Uint8Array> {
     let body = new ReadableStream<Uint8Array>(this, QUEUE);
     if (bodiesAreDirect) {
-      this.#direct = new DirectBody(body.getReader());
+      this.#direct = new DirectBody(this, body.getReader());
       body = new ReadableStream(this.#direct as unknown as UnderlyingSource<Uint8Array>, { highWaterMark: 1 });
     }
     offerHandOff(body, this);
@@ -217,7 +211,7 @@ export class EventStream implements Watched, AbortTarget, Drainable {
   /** Bytes written that its client has not taken yet. */
   unread(): number {
     if (this.#sink !== undefined) return this.#sink.unread();
-    return 1 - (this.#controller.desiredSize ?? 1) + (this.#direct?.unread ?? 0);
+    return 1 - (this.#controller.desiredSize ?? 1) + (this.#direct?.pending ?? 0);
   }
 
   onSilence(): void {
@@ -387,10 +381,4 @@ export class EventStream implements Watched, AbortTarget, Drainable {
       });
     }
   }
-}
-
-function unreadError(): Error {
-  const error = new Error(`the client did not read the stream's last bytes within ${UNREAD_GRACE_MS / 1_000} s`);
-  error.name = UNREAD_ERROR_NAME;
-  return error;
 }

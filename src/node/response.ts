@@ -8,10 +8,9 @@ import { constants, type Http2ServerRequest, type Http2ServerResponse } from "no
 import type { Socket } from "node:net";
 import type { Readable } from "node:stream";
 import { report } from "../errors.ts";
-import { type HandOff, handOffOf, type Sink } from "../handoff.ts";
+import { type HandOff, handOffOf, type Sink, UNREAD_ERROR_NAME, UNREAD_GRACE_MS } from "../handoff.ts";
 import { deadline } from "../keep-alive.ts";
 import { writableLengthIsExact } from "../runtime.ts";
-import { UNREAD_ERROR_NAME, UNREAD_GRACE_MS } from "../stream.ts";
 import { Compressor, chosenEncoding, type Encoding } from "./compress.ts";
 
 /** A request of `node:http` or `node:https` (and so of Express, Fastify and Koa), or of `node:http2`. */
