@@ -36,6 +36,14 @@ export interface Sink {
   full(): boolean;
 }
 
+/** On a `Request` made by the Node entry: its Node response, then, once read, its signal (see node/request.ts). */
+export const CLIENT = Symbol.for("eventsource-server.nodeClient.v1");
+
+/** Whether `request.signal` is one of the Node entry's own, which needs no `Request` kept alive to abort. */
+export function signalIsOwn(request: Request): boolean {
+  return CLIENT in request;
+}
+
 /** Versioned: a copy of the package with another version of this seam does not take what it cannot drive. */
 const HAND_OFF = Symbol.for("eventsource-server.handOff.v1");
 

@@ -9,7 +9,7 @@ import { freshBytes, Utf8Pool } from "./bytes.ts";
 import { DirectBody } from "./direct-body.ts";
 import { type Drainable, openStreams } from "./drain.ts";
 import { isThenable, report } from "./errors.ts";
-import { offerHandOff, type Sink, UNREAD_GRACE_MS, unreadError } from "./handoff.ts";
+import { offerHandOff, type Sink, signalIsOwn, UNREAD_GRACE_MS, unreadError } from "./handoff.ts";
 import { deadline, type Schedule, unwatch, type Watched, watch } from "./keep-alive.ts";
 import { lastEventId } from "./last-event-id.ts";
 import type { StreamOptions } from "./options.ts";
@@ -145,7 +145,7 @@ export class EventStream implements Watched, AbortTarget, Drainable {
     if (requestSignal !== undefined) {
       this.#requestSignal = requestSignal;
       listen(requestSignal, this);
-      if (requestSignalNeedsItsRequest) this.heldRequest = request;
+      if (requestSignalNeedsItsRequest && !signalIsOwn(request as Request)) this.heldRequest = request;
     }
   }
 

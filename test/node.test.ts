@@ -775,6 +775,44 @@ describe("toRequest over node:http", () => {
     await within(aborted, 10_000, "the signal to abort");
   });
 
+  test("a signal first read after the client has left is aborted already, and is the same signal at each read", async () => {
+    const left = deferred();
+    const origin = await serve((req, res) => {
+      const request = toRequest(req, res);
+      res.flushHeaders();
+      res.once("close", () => {
+        // Read for the first time only now: it is made at its first read.
+        expect(request.signal.aborted).toBe(true);
+        expect(request.signal).toBe(request.signal);
+        expect(request.signal).toBeInstanceOf(AbortSignal);
+        left.resolve();
+      });
+    });
+    const { req, response } = get(origin);
+    await response;
+    req.destroy();
+    await within(left.promise, 10_000, "the client to leave");
+  });
+
+  test("the request is a Request in every respect, its signal included", async () => {
+    const seen: Request[] = [];
+    const origin = await serve(
+      toNodeHandler(async (request) => {
+        seen.push(request, request.clone());
+        return new Response(`${request.method} ${await request.text()} ${request.signal.aborted}`);
+      }),
+    );
+    const answer = await fetch(origin, { method: "POST", body: "hello", headers: { "x-one": "1" } });
+    expect(await answer.text()).toBe("POST hello false");
+    const request = seen[0] as Request;
+    expect(request).toBeInstanceOf(Request);
+    expect(request.headers.get("x-one")).toBe("1");
+    expect(request.bodyUsed).toBe(true);
+    expect(Object.keys(request)).toEqual([]);
+    expect(seen[1]).toBeInstanceOf(Request);
+    expect(await seen[1]?.text()).toBe("hello");
+  });
+
   test("the signal aborts when the client leaves even when only the signal was kept, after a garbage collection", async () => {
     // undici's Request.signal follows the signal it was made with only while the Request is alive.
     const count = 50;
