@@ -33,8 +33,8 @@ export class DirectBody implements Sink {
   readonly #reader: ReadableStreamDefaultReader<Uint8Array>;
   #controller!: DirectController;
   #closed = false;
-  /** Set by `end()` while bytes are pending: the response ends once they are taken. */
-  #ending = false;
+  /** Set by `end()` while bytes are pending: the response ends once they are taken, or is dropped 5 s later. */
+  #ending: (() => void) | undefined;
   /** Resolves `pull`'s promise, which Bun reads as the end of the body. */
   #done: (() => void) | undefined;
 
@@ -79,8 +79,7 @@ export class DirectBody implements Sink {
       this.#close(undefined);
       return;
     }
-    this.#ending = true;
-    deadline(UNREAD_GRACE_MS, () => this.drop(unreadError()));
+    this.#ending = deadline(UNREAD_GRACE_MS, () => this.drop(unreadError()));
   }
 
   fail(error: unknown): void {
@@ -100,7 +99,7 @@ export class DirectBody implements Sink {
   #taken(bytes: number): void {
     this.pending -= bytes;
     if (this.pending > 0 || this.#closed) return;
-    if (this.#ending) this.#close(undefined);
+    if (this.#ending !== undefined) this.#close(undefined);
     else this.#stream.drained();
   }
 
@@ -151,6 +150,7 @@ export class DirectBody implements Sink {
 
   #finish(): void {
     this.#closed = true;
+    this.#ending?.();
     this.#done?.();
   }
 }

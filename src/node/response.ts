@@ -226,32 +226,27 @@ async function finished(res: NodeResponse): Promise<void> {
   if (!res.writableFinished && !isGone(res)) await firstOf(res, ["finish", "close"]);
 }
 
-/** Ends an event stream's response, whose client has `ms` to read the rest or has its connection dropped. */
+/**
+ * Ends an event stream's response, whose client has `ms` to take the rest or has its connection dropped. A client that
+ * was behind at the end may leave its last bytes in the kernel's buffers (up to a few MB), where Node cannot see
+ * whether they are ever read, for as long as the server keeps the connection alive: its connection is dropped too,
+ * unless it has sent more since (its next request, which a client sends only once it has read this response whole).
+ */
 async function ended(res: NodeResponse, socket: Socket | null, ms: number, wasBehind: boolean): Promise<void> {
   const behind = socket !== null && (wasBehind || res.writableLength > 0);
+  const readAtEnd = socket?.bytesRead;
   res.end();
-  // Node emits finish and close from later callbacks, so listening after end() misses neither.
-  const out = res.writableFinished || isGone(res) ? undefined : firstOf(res, ["finish", "close"]);
-  if (behind) {
-    dropUnlessRead(res, socket, ms);
-    await out;
-  } else if (out !== undefined && !(await within(out, ms))) dropped(res, socket);
-}
-
-/**
- * A client that was behind at the end may leave its last bytes in the kernel's buffers (up to a few MB), where Node
- * cannot see whether they are ever read, for as long as the server keeps the connection alive. So the connection is
- * dropped `ms` from now, unless the response has gone out whole and the client has sent more since: its next request,
- * which a client sends only once it has read this response to its end.
- */
-function dropUnlessRead(res: NodeResponse, socket: Socket, ms: number): void {
-  if (socket.destroyed) return;
-  const readAtEnd = socket.bytesRead;
   const stop = deadline(ms, () => {
-    socket.off("close", stop);
-    if (!res.writableFinished || socket.bytesRead === readAtEnd) dropped(res, socket);
+    socket?.off("close", stop);
+    const unsent = !res.writableFinished && !isGone(res);
+    const unread = behind && !socket.destroyed && socket.bytesRead === readAtEnd;
+    if (unsent || unread) dropped(res, socket);
   });
-  socket.once("close", stop);
+  // A connection that closes first has nothing left to drop, and keeps no timer running.
+  if (behind) socket.once("close", stop);
+  // Node emits finish and close from later callbacks, so listening after end() misses neither.
+  if (!res.writableFinished && !isGone(res)) await firstOf(res, ["finish", "close"]);
+  if (!behind) stop();
 }
 
 /**
