@@ -55,6 +55,25 @@ const ID = /^(?:0|[1-9]\d{0,15})$/;
  * A Durable Object's storage as a shared `EventLog`, for the channel of the object itself: `publish` stores the event
  * and the counter in one transaction, then emits; `after` lists the stored events after an id. Throws a `TypeError`
  * for an invalid option. See docs/scaling.md.
+ * @example A room as a Durable Object (run in Miniflare by test/logs/recipes.test.ts)
+ * ```ts ignore
+ * import { EventChannel, type EventLog } from "eventsource-server";
+ * import { durableObjectLog } from "eventsource-server/cloudflare";
+ *
+ * export class Room {
+ *   readonly log: EventLog;
+ *   readonly channel: EventChannel;
+ *   constructor(ctx: DurableObjectState) {
+ *     this.log = durableObjectLog(ctx.storage, { keep: 1_000 });
+ *     this.channel = new EventChannel({ history: this.log, onHistoryLost: () => ({ event: "reset" }) });
+ *     this.log.feed(this.channel);
+ *   }
+ *   async fetch(request: Request): Promise<Response> {
+ *     if (request.method === "POST") return Response.json({ id: await this.log.publish(await request.text()) });
+ *     return this.channel.response(request);
+ *   }
+ * }
+ * ```
  */
 export function durableObjectLog(storage: DurableObjectLogStorage, options: DurableObjectLogOptions = {}): EventLog {
   const where = "durableObjectLog";

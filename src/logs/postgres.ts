@@ -94,6 +94,24 @@ function compare(a: string, b: string): number {
  * topic, the feed reads `id > position` when `NOTIFY` wakes it (or every second without `LISTEN`), `after` reads the
  * rows after an id. Call `setup()` once to create the table. Throws a `TypeError` for an invalid option. See
  * docs/scaling.md.
+ * @example A server on node:http, any number of instances, one PostgreSQL (run by test/logs/recipes.test.ts)
+ * ```js ignore
+ * import { createServer } from "node:http";
+ * import { EventChannel } from "eventsource-server";
+ * import { toNodeHandler } from "eventsource-server/node";
+ * import { postgresLog } from "eventsource-server/postgres";
+ * import pg from "pg";
+ *
+ * const pool = new pg.Pool({ connectionString: process.env.DATABASE_URL }).on("error", console.error);
+ * const log = postgresLog({ pool, topic: "events" });
+ * await log.setup();
+ * const channel = new EventChannel({ history: log, onHistoryLost: () => ({ event: "reset" }) });
+ * log.feed(channel);
+ *
+ * const handler = async (request) =>
+ *   request.method === "POST" ? Response.json({ id: await log.publish(await request.text()) }) : channel.response(request);
+ * createServer(toNodeHandler(handler)).listen(8787);
+ * ```
  */
 export function postgresLog(options: PostgresLogOptions): PostgresLog {
   const where = "postgresLog";

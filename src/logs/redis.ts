@@ -181,6 +181,23 @@ function fieldsOfRecord(record: LogRecord): string[] {
 /**
  * A Redis Stream as a shared `EventLog`: `publish` is an `XADD … MAXLEN ~`, the feed one `XREAD BLOCK` loop on a
  * connection of its own, `after` an `XRANGE`. Throws a `TypeError` for an invalid option. See docs/scaling.md.
+ * @example A server on node:http, any number of instances, one Redis (run by test/logs/recipes.test.ts)
+ * ```js ignore
+ * import { createServer } from "node:http";
+ * import { EventChannel } from "eventsource-server";
+ * import { toNodeHandler } from "eventsource-server/node";
+ * import { redisStreamLog } from "eventsource-server/redis";
+ * import { createClient } from "redis";
+ *
+ * const client = await createClient({ url: process.env.REDIS_URL }).connect();
+ * const log = redisStreamLog({ client, key: "events" });
+ * const channel = new EventChannel({ history: log, onHistoryLost: () => ({ event: "reset" }) });
+ * log.feed(channel);
+ *
+ * const handler = async (request) =>
+ *   request.method === "POST" ? Response.json({ id: await log.publish(await request.text()) }) : channel.response(request);
+ * createServer(toNodeHandler(handler)).listen(8787);
+ * ```
  */
 export function redisStreamLog(options: RedisStreamLogOptions): EventLog {
   const where = "redisStreamLog";

@@ -5,7 +5,7 @@
  * publish, stream, resume a client from its Last-Event-ID, and tell one whose id the log does not hold.
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { build } from "esbuild";
@@ -115,6 +115,21 @@ async function runNode(name: string, entry: string, env: Record<string, string>)
   }
   return { origin, stop: stopperOf(child) };
 }
+
+/** The code of the one `@example` in `src/logs/<entry>.ts`'s JSDoc, its ` * ` margins taken off. */
+async function jsdocExampleOf(entry: string): Promise<string> {
+  const source = await readFile(new URL(`../../src/logs/${entry}.ts`, import.meta.url), "utf8");
+  const examples = [...source.matchAll(/ \* @example[^\n]*\n \* ```\w+ ignore\n([\s\S]*?) \* ```\n/g)];
+  expect(examples).toHaveLength(1);
+  return (examples[0]?.[1] ?? "").replace(/^ \*( |$)/gm, "");
+}
+
+test.each(["redis", "postgres", "cloudflare"])(
+  "the JSDoc example of eventsource-server/%s is its recipe in docs/scaling.md, which the tests below run",
+  async (entry) => {
+    expect(await jsdocExampleOf(entry)).toBe(blockOf(entry));
+  },
+);
 
 describe("the recipes of docs/scaling.md", () => {
   let redis: RedisServer | undefined;
