@@ -4,7 +4,7 @@
  * @see https://html.spec.whatwg.org/multipage/server-sent-events.html#event-stream-interpretation
  * @module
  */
-import { fail, isThenable, noop, shown } from "./errors.ts";
+import { fail, isThenable, messageOf, noop, shown } from "./errors.ts";
 import { isRetry, type Serialize, serializerOf } from "./options.ts";
 import type { EncodeOptions, EventInput } from "./types.ts";
 
@@ -159,10 +159,6 @@ function badSerialized(where: string, data: unknown, serialized: unknown): never
   // JSON.stringify gives undefined for what JSON cannot hold (a toJSON that returns nothing, say): say what was given.
   const hint = serialized === undefined ? ` for ${shown(data)}; make serialize return a string for it` : "";
   fail(where, `input.data must serialize to a string, got ${shown(serialized)}${hint}`);
-}
-
-function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : shown(error);
 }
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {

@@ -21,6 +21,11 @@ export function shown(value: unknown): string {
   return String(value);
 }
 
+/** What an error says, for a message of ours that wraps it. */
+export function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message || error.name : shown(error);
+}
+
 /**
  * Fails for the first own key of `object` that is not in `known`, naming the closest known one: a misspelt option would
  * otherwise be ignored without a word.

@@ -7,7 +7,7 @@
  */
 import { type EventChannel, isClosed } from "../channel.ts";
 import { encodeWith } from "../encode.ts";
-import { fail, noop, report, shown } from "../errors.ts";
+import { fail, messageOf, noop, report, shown } from "../errors.ts";
 import type { Serialize } from "../options.ts";
 import type { EventInput, EventLog, ServerSentEvent } from "../types.ts";
 
@@ -181,10 +181,6 @@ interface Waiter {
 }
 
 /** The message of an error, for a line of `console.error`. */
-function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message || error.name : String(error);
-}
-
 /**
  * The `EventLog` of an engine: `publish` checks and appends, `feed` emits every entry published from then on, in order,
  * `after` replays page by page once the feed has reached the client's id, and `close` stops it all.
