@@ -9,8 +9,8 @@ import { constants, createBrotliCompress, createGzip } from "node:zlib";
 export type Encoding = "br" | "gzip";
 
 /**
- * Bounded settings, measured on Node 20 with 1 KB JSON events and 1,000 idle connections (bench/compress.mjs, figures in
- * docs/runtimes.md): zlib's defaults cost about 215 KB (gzip) and 530 KB (br) of native memory per connection. An
+ * Bounded settings, measured on Node 20 with 1 KB JSON events and 1,000 idle connections (the compress scenario of
+ * `npm run bench -- --http`, figures in docs/runtimes.md): zlib's defaults cost about 215 KB (gzip) and 530 KB (br) of native memory per connection. An
  * 8 KB gzip window still holds several recent events, whose field names are what repeats. Brotli's qualities 0 and 1
  * compress each flushed chunk on its own (2.6× on those events), and every higher one allocates about 250 KB of hash
  * tables per stream whatever the window: quality 5 with a 64 KB window is the best ratio for that price.
@@ -43,25 +43,28 @@ export function chosenEncoding(acceptEncoding: string | string[] | undefined): E
   return br >= gzip ? "br" : "gzip";
 }
 
-/** A compressor whose output goes to `write`; each chunk given to it is flushed before its promise resolves. */
+/**
+ * A compressor whose output goes to `write`. Its default flush is a sync flush, so that one write both compresses a
+ * chunk and flushes it: a write and a separate flush cost two trips to the thread pool and twice the CPU per event.
+ */
 export class Compressor {
-  readonly #zlib: Transform & { flush(kind: number, callback: () => void): void };
-  readonly #flush: number;
+  readonly #zlib: Transform;
 
   constructor(encoding: Encoding, write: (bytes: Uint8Array) => void) {
-    const zlib = encoding === "br" ? createBrotliCompress(BROTLI) : createGzip(GZIP);
+    const zlib =
+      encoding === "br"
+        ? createBrotliCompress({ ...BROTLI, flush: constants.BROTLI_OPERATION_FLUSH })
+        : createGzip({ ...GZIP, flush: constants.Z_SYNC_FLUSH });
     this.#zlib = zlib;
-    this.#flush = encoding === "br" ? constants.BROTLI_OPERATION_FLUSH : constants.Z_SYNC_FLUSH;
     zlib.on("data", write);
     // An error here can only follow a destroy, when nothing is left to write to.
     zlib.on("error", () => {});
   }
 
-  /** Compresses `chunk` and flushes it: resolves once its bytes have been handed to `write`. */
+  /** Compresses and flushes `chunk`: resolves once its bytes have been handed to `write`. */
   write(chunk: Uint8Array): Promise<void> {
     return new Promise((resolve) => {
-      this.#zlib.write(chunk);
-      this.#zlib.flush(this.#flush, resolve);
+      this.#zlib.write(chunk, () => resolve());
     });
   }
 
