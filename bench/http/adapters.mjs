@@ -10,7 +10,7 @@
  * closed response); `counters.subscribers` counts `GET /channel` clients.
  */
 import process from "node:process";
-import { COMMENT, HEADERS, news, small, TICK_MS, template, tick } from "./events.mjs";
+import { COMMENT, HEADERS, news, order, small, TICK_MS, template, tick } from "./events.mjs";
 
 export const runtime = "Bun" in globalThis ? "bun" : "Deno" in globalThis ? "deno" : "node";
 const HOST = "127.0.0.1";
@@ -18,9 +18,15 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 const utf8 = new TextEncoder();
 const bytesOf = (e) => utf8.encode(template(e));
 
-/** The one place that turns a Fetch handler into a `node:http` listener for this library: its own Node entry. */
+/**
+ * The one place that turns a Fetch handler into a `node:http` listener for this library: its own Node entry,
+ * with `compress: true` for the compression scenario's routes only.
+ */
 async function nodeListener(handler) {
-  return (await import("eventsource-server/node")).toNodeHandler(handler);
+  const { toNodeHandler } = await import("eventsource-server/node");
+  const plain = toNodeHandler(handler);
+  const compressed = toNodeHandler(handler, { compress: true });
+  return (req, res) => (req.url.startsWith("/orders") ? compressed : plain)(req, res);
 }
 
 /** Serves a Fetch handler: `Bun.serve` or `Deno.serve`, or on Node the listener `onNode` makes of it. */
@@ -92,6 +98,9 @@ async function ours(ctx) {
       counters.stopped++;
     }
   }
+  async function* orders() {
+    for (let i = 0; i < events; i++) yield order(i);
+  }
   async function* ticker() {
     counters.started++;
     try {
@@ -117,6 +126,10 @@ async function ours(ctx) {
           return lib.eventSourceResponse(silent(), { request });
         case "/ticker":
           return lib.eventSourceResponse(ticker(), { request });
+        case "/orders":
+          return lib.eventSourceResponse(orders(), { request });
+        case "/orders-idle":
+          return lib.eventSourceResponse(silent(), { request });
         default:
           return new Response(null, { status: 404 });
       }

@@ -1,5 +1,6 @@
 /**
- * The HTTP bench's client, in a process of its own: `node bench/http/client.mjs <scenario> <port> <size>`.
+ * The HTTP bench's client, in a process of its own: `node bench/http/client.mjs <scenario> <port> <size> [emits]`,
+ * or `… compress <port> <events> <idle connections> <identity|gzip|br>`.
  * Prints one JSON line `{ valid, problems, ...figures }`.
  *
  * No EventSource and no HTTP library: `net.connect`, one GET written by hand, the status line and headers read
@@ -10,10 +11,11 @@
  */
 import { connect } from "node:net";
 import { performance } from "node:perf_hooks";
+import { createBrotliDecompress, createGunzip } from "node:zlib";
 import { createParser } from "eventsource-parser";
-import { news, small, tick } from "./events.mjs";
+import { news, order, small, tick } from "./events.mjs";
 
-const [scenario, portArg, sizeArg, emitsArg] = process.argv.slice(2);
+const [scenario, portArg, sizeArg, emitsArg, codingArg] = process.argv.slice(2);
 const port = Number(portArg);
 const size = Number(sizeArg);
 const HOST = "127.0.0.1";
@@ -33,7 +35,7 @@ const CRLFCRLF = Buffer.from("\r\n\r\n");
  * One HTTP/1.1 request on its own socket. `onBody(bytes)` gets each decoded piece of the body, `events` counts
  * `data:` fields as they pass (`onCount` is told of each new count), `ended` settles when the body ends.
  */
-function request(path, { keep = false, onCount, close = false } = {}) {
+function request(path, { keep = false, onCount, close = false, coding } = {}) {
   const socket = connect({ host: HOST, port, noDelay: true });
   const conn = {
     socket,
@@ -158,7 +160,10 @@ function request(path, { keep = false, onCount, close = false } = {}) {
     finish();
   });
   const connection = close ? "Connection: close\r\n" : "";
-  socket.write(`GET ${path} HTTP/1.1\r\nHost: ${HOST}:${port}\r\nAccept: text/event-stream\r\n${connection}\r\n`);
+  const encoding = coding ? `Accept-Encoding: ${coding}\r\n` : "";
+  socket.write(
+    `GET ${path} HTTP/1.1\r\nHost: ${HOST}:${port}\r\nAccept: text/event-stream\r\n${encoding}${connection}\r\n`,
+  );
   return conn;
 }
 
@@ -178,10 +183,9 @@ function check(bytes, expect, want) {
     onEvent(m) {
       const e = expect(count++);
       for (const field of ["event", "id", "data"]) {
-        if (m[field] !== e[field] && problems.length < 3) {
-          problems.push(
-            `event ${count - 1} ${field}: got ${JSON.stringify(m[field])}, want ${JSON.stringify(e[field])}`,
-          );
+        const want = typeof e[field] === "string" ? e[field] : JSON.stringify(e[field]);
+        if (m[field] !== want && problems.length < 3) {
+          problems.push(`event ${count - 1} ${field}: got ${JSON.stringify(m[field])}, want ${JSON.stringify(want)}`);
         }
       }
     },
@@ -350,9 +354,64 @@ async function churn() {
   };
 }
 
-const run = { throughput, fanout, idle, churn }[scenario];
+// ---------------------------------------------------------------- compress: 1 KB JSON events, then idle
+/** The body's bytes as the server sent them, decompressed as `content-encoding` says, whole. */
+async function decompressed(conn) {
+  const coding = /\r\ncontent-encoding:\s*(\S+)/i.exec(conn.headers)?.[1] ?? "identity";
+  if (coding === "identity") return { coding, bytes: conn.body };
+  const inflate = coding === "br" ? createBrotliDecompress() : createGunzip();
+  const bytes = [];
+  inflate.on("data", (piece) => bytes.push(piece));
+  const done = new Promise((resolve, reject) => inflate.on("end", resolve).on("error", reject));
+  for (const piece of conn.body) inflate.write(piece);
+  inflate.end();
+  await done;
+  return { coding, bytes };
+}
+
+async function compress() {
+  const coding = codingArg;
+  const idleCount = Number(emitsArg);
+  const checked = request("/orders", { keep: true, coding });
+  await within(checked.ended, LIMIT_MS, "the checked body");
+  checked.socket.destroy();
+  const body = await decompressed(checked);
+  const problems = check(body.bytes, order, size);
+  if (body.coding !== coding) problems.push(`content-encoding ${body.coding}, want ${coding}`);
+  if (problems.length > 0) return { problems };
+  const cpuBefore = (await control("/stats?quick")).cpu;
+  const timed = request("/orders", { coding });
+  await within(timed.ended, LIMIT_MS, "the timed body");
+  const cpuAfter = (await control("/stats?quick")).cpu;
+  timed.socket.destroy();
+  if (coding === "identity" && timed.events !== size) problems.push(`timed run: ${timed.events} events, want ${size}`);
+  const before = await control("/stats");
+  const conns = await within(
+    openMany(idleCount, "/orders-idle", () => ({ keep: true, coding })),
+    LIMIT_MS,
+    `${idleCount} idle connections`,
+  );
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  const after = await control("/stats");
+  const bad = conns.findIndex(
+    (c) => c.status !== 200 || !c.headers.toLowerCase().includes(`content-encoding: ${coding}`),
+  );
+  if (bad !== -1 && coding !== "identity") problems.push(`idle connection ${bad}: ${conns[bad].headers}`);
+  for (const c of conns) c.socket.destroy();
+  return {
+    problems,
+    bytesPerEvent: timed.bytes / size,
+    cpuPerEvent: (cpuAfter - cpuBefore) / size,
+    heapPerConn: (after.heapUsed - before.heapUsed) / idleCount,
+    rssPerConn: (after.rss - before.rss) / idleCount,
+  };
+}
+
+const run = { throughput, fanout, idle, churn, compress }[scenario];
 if (run === undefined || !(port > 0) || !(size > 0)) {
-  throw new Error(`usage: client.mjs <throughput|fanout|idle|churn> <port> <size> [emits], got ${process.argv}`);
+  throw new Error(
+    `usage: client.mjs <throughput|fanout|idle|churn> <port> <size> [emits] | compress <port> <events> <idle> <coding>, got ${process.argv}`,
+  );
 }
 let result;
 try {

@@ -7,6 +7,23 @@ export const news = (k) => ({ event: "news", id: String(k), data: "hello fanout"
 /** `GET /ticker`: event `i` of a stream that runs until its client leaves. */
 export const tick = (i) => ({ event: "tick", id: String(i), data: `tick ${i}` });
 
+/** `GET /orders` (the compression scenario): event `n` of an order feed, about 1 KB of JSON whose field names repeat. */
+export const order = (n) => ({
+  event: "order",
+  id: String(n),
+  data: {
+    id: `ord_${(n * 7919).toString(36)}`,
+    customer: { name: `Customer ${n % 37}`, email: `customer${n % 37}@example.com`, tier: ["gold", "silver"][n % 2] },
+    items: Array.from({ length: 20 }, (_, i) => ({
+      sku: `SKU-${(n + i) % 50}`,
+      name: `Item ${(n * 31 + i) % 97}`,
+      quantity: (n + i) % 4,
+      cents: 199 * i + (n % 13),
+    })),
+    createdAt: new Date(1_700_000_000_000 + n * 1_000).toISOString(),
+  },
+});
+
 /** The bare baselines' encoding: no checks (none of these events needs one). */
 export const template = (e) => `event: ${e.event}\nid: ${e.id}\ndata: ${e.data}\n\n`;
 

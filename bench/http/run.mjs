@@ -68,6 +68,16 @@ function scenarios(quick) {
       higher: false,
       figures: ["ms", "cyclesPerSec", "running", "heapDelta", "rssDelta"],
     },
+    // Node only, this library only: one row per Accept-Encoding, its ratio taken to the uncompressed row.
+    compress: {
+      size: quick ? 500 : 2_000,
+      idle: quick ? 200 : 1_000,
+      codings: ["identity", "gzip", "br"],
+      what: "events",
+      key: "bytesPerEvent",
+      higher: false,
+      figures: ["bytesPerEvent", "cpuPerEvent", "heapPerConn", "rssPerConn"],
+    },
   };
 }
 
@@ -116,8 +126,12 @@ const CHILD_LIMIT_MS = 240_000;
 const timeout = (ms) =>
   new Promise((_, reject) => setTimeout(() => reject(new Error(`nothing within ${ms / 1000} s`)), ms));
 
-/** One fresh server and one fresh client: the client's JSON result, or an invalid one saying why there was none. */
-async function once(runtime, adapter, scenario, spec) {
+/**
+ * One fresh server and one fresh client: the client's JSON result, or an invalid one saying why there was none.
+ * In the compression scenario, `row` is the coding the client accepts and the server is this library's.
+ */
+async function once(runtime, row, scenario, spec) {
+  const adapter = spec.codings ? "ours" : row;
   const [cmd, ...pre] = RUNTIMES[runtime];
   const server = start(
     cmd,
@@ -127,7 +141,8 @@ async function once(runtime, adapter, scenario, spec) {
   let client;
   try {
     const { port } = JSON.parse(await Promise.race([server.line, timeout(30_000)]));
-    const clientArgs = [join(here, "client.mjs"), scenario, String(port), String(spec.size), String(spec.emits ?? "")];
+    const extra = spec.codings ? [String(spec.idle), row] : [String(spec.emits ?? "")];
+    const clientArgs = [join(here, "client.mjs"), scenario, String(port), String(spec.size), ...extra];
     client = start(process.execPath, clientArgs, {});
     return JSON.parse(await Promise.race([client.line, timeout(CHILD_LIMIT_MS)]));
   } catch (error) {
@@ -148,7 +163,8 @@ const median = (xs) => {
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 };
 
-async function block(runtime, scenario, spec, adapters, reps) {
+async function block(runtime, scenario, spec, allAdapters, reps) {
+  const adapters = spec.codings ?? allAdapters;
   const runs = Object.fromEntries(adapters.map((a) => [a, []]));
   for (let r = 0; r < reps; r++) {
     for (const a of adapters) {
@@ -171,13 +187,14 @@ async function block(runtime, scenario, spec, adapters, reps) {
     for (const f of spec.figures) row[f] = median(results.map((x) => x[f]));
     return row;
   });
-  const base = rows.find((r) => r.adapter === "bare");
+  const base = rows.find((r) => r.adapter === (spec.codings ? "identity" : "bare"));
   for (const row of rows) {
     const ok = row.valid && base?.valid && typeof row[spec.key] === "number" && typeof base[spec.key] === "number";
     // × bare: above 1 is better for throughput (speed), below 1 is better for times and memory (cost)
     row.ratio = ok ? row[spec.key] / base[spec.key] : null;
   }
-  return { runtime, scenario, size: spec.size, emits: spec.emits, reps, key: spec.key, figures: spec.figures, rows };
+  const { size, emits, idle, key, figures } = spec;
+  return { runtime, scenario, size, emits, idle, reps, key, figures, rows };
 }
 
 const fmt = (v, digits = 1) => (v === null || v === undefined || Number.isNaN(v) ? "–" : Number(v).toFixed(digits));
@@ -194,11 +211,12 @@ const HEADS = {
   running: "sources left",
   heapDelta: "heap after − before, KB",
   rssDelta: "RSS after − before, KB",
+  bytesPerEvent: "bytes/event on the wire",
+  cpuPerEvent: "server CPU µs/event",
 };
 function digitsOf(f) {
   if (f === "timersPerConn") return 2;
-  if (f === "eventsPerSec" || f === "heapPerConn" || f === "rssPerConn" || f === "running" || f === "cyclesPerSec")
-    return 0;
+  if (["eventsPerSec", "heapPerConn", "rssPerConn", "running", "cyclesPerSec", "bytesPerEvent"].includes(f)) return 0;
   return 1;
 }
 function table(b) {
@@ -207,11 +225,13 @@ function table(b) {
     fanout: `subscribers, ${b.emits} emits`,
     idle: "idle connections",
     churn: "connect-read-leave cycles, 100 at a time",
+    compress: `1 KB JSON events to one client, then ${b.idle?.toLocaleString("en")} idle connections`,
   }[b.scenario];
+  const base = b.scenario === "compress" ? "identity" : "bare";
   const lines = [
     `### ${b.scenario} on ${b.runtime} (${b.size.toLocaleString("en")} ${what}, ${b.reps} reps)`,
     "",
-    `| adapter | ${b.figures.map((f) => HEADS[f]).join(" | ")} | × bare (${HEADS[b.key]}) |`,
+    `| ${b.scenario === "compress" ? "Accept-Encoding" : "adapter"} | ${b.figures.map((f) => HEADS[f]).join(" | ")} | × ${base} (${HEADS[b.key]}) |`,
     `|---|${b.figures.map(() => "---:|").join("")}---:|`,
   ];
   for (const row of b.rows) {
@@ -224,7 +244,7 @@ function table(b) {
         .replaceAll("|", "\\|")
         .slice(0, 160)}`;
     lines.push(
-      `| ${NAMES[row.adapter]?.[b.runtime] ?? row.adapter} | ${cells.join(" | ")} | ${row.ratio === null ? "–" : `${row.ratio.toFixed(2)}×`} |`,
+      `| ${NAMES[row.adapter]?.[b.runtime] ?? `\`${row.adapter}\``} | ${cells.join(" | ")} | ${row.ratio === null ? "–" : `${row.ratio.toFixed(2)}×`} |`,
     );
   }
   return lines.join("\n");
@@ -250,6 +270,7 @@ export async function main(args) {
   const blocks = [];
   for (const runtime of runtimes) {
     for (const scenario of only) {
+      if (scenario === "compress" && runtime !== "node") continue; // `compress` is an option of the Node entry
       process.stderr.write(`${scenario} on ${runtime} (${specs[scenario].size})\n`);
       blocks.push(await block(runtime, scenario, specs[scenario], adapters, reps));
     }
@@ -266,6 +287,8 @@ export async function main(args) {
     "below 1× is better for times and memory. Fan-out: the time from the `emit` request to the moment half, 99 %",
     "and all of the subscribers hold the event's last byte, median over the emits. Churn: memory after all cycles",
     "and a full collection, less memory before; sources left is how many were still running half a second after.",
+    "Compress (Node, this library with `compress: true`): the client accepts one coding and decompresses the checked",
+    "body whole before parsing it; bytes are the timed body's, CPU the server's during it, memory per idle stream.",
     "",
     ...blocks.flatMap((b) => [table(b), ""]),
   ].join("\n");

@@ -9,7 +9,10 @@
  * - `GET /channel`: a subscriber of the one fan-out channel; `GET /emit?k=K` sends event K to all of them;
  * - `GET /idle`: a stream whose source never yields;
  * - `GET /ticker`: an event at once, then one every 50 ms until the client leaves;
- * - `GET /stats`: after a full garbage collection, the heap, RSS, sources still running, subscribers, timers.
+ * - `GET /orders`, `GET /orders-idle` (this library on Node only): `<events>` 1 KB JSON events, or none, served
+ *   with `compress: true`;
+ * - `GET /stats`: after a full garbage collection, the heap, RSS, sources still running, subscribers, timers;
+ *   `GET /stats?quick`: the counters and the CPU time used so far, at once.
  */
 import process from "node:process";
 import { adapters, runtime } from "./adapters.mjs";
@@ -26,9 +29,15 @@ const timers = () =>
 /** What every adapter shares: counters the stats route reports. */
 const counters = { started: 0, stopped: 0, subscribers: 0 };
 
+/** The process's CPU time so far, user and system, in microseconds. */
+const cpu = () => {
+  const { user, system } = process.cpuUsage();
+  return user + system;
+};
+
 /** `quick`: the counters only, without the collections that make the memory figures true. */
 async function stats(quick) {
-  if (quick) return { ...counters };
+  if (quick) return { ...counters, cpu: cpu() };
   for (let i = 0; i < 4; i++) {
     gc(true);
     await settle();
