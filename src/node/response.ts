@@ -78,13 +78,14 @@ async function pump(
   // A compressed stream stays on this path: its bytes go through the compressor, which the channel cannot drive.
   const compressor =
     encoding === undefined ? undefined : new Compressor(encoding, (bytes) => isGone(res) || writeTo(res, bytes));
-  const sink = offer !== undefined && compressor === undefined && canHandOff(res) ? new ResponseSink(res) : undefined;
+  const sinkable = offer !== undefined && compressor === undefined && canHandOff(res);
+  let sink: ResponseSink | undefined;
   // Captured now: Node detaches the socket from the response once it has finished.
   const socket = socketOf(res);
   let behind = false;
   try {
     // A source's own stream is taken before its first read: it then writes to `res` itself, with no body in between.
-    for (let handedOff = sink !== undefined && offer?.handOff(sink); ; ) {
+    for (let handedOff = sinkable && offer.handOff(new TurnSink(res)); ; ) {
       if (handedOff) {
         await whileHandedOff(res, () => offer?.drained());
         break;
@@ -100,7 +101,10 @@ async function pump(
       // The body ended while its client was behind: the connection closes after the last bytes (see `ended`).
       if (full && (await drained(res, socket, reader, grace))) behind = true;
       // A channel subscriber is taken as soon as its body holds nothing.
-      handedOff = sink !== undefined && offer?.handOff(sink) === true;
+      if (sinkable) {
+        sink ??= new ResponseSink(res);
+        handedOff = offer.handOff(sink);
+      }
     }
   } catch (error) {
     // The body errored (a source's onError threw; its client did not read its last bytes), or held something that is
@@ -186,30 +190,73 @@ function canHandOff(res: NodeResponse): res is ServerResponse {
 
 /** A channel subscriber's bytes written to an HTTP/1 response: its unread bytes are those Node still holds. */
 class ResponseSink implements Sink {
-  readonly #res: ServerResponse;
+  readonly res: ServerResponse;
   readonly #socket: Socket | null;
   constructor(res: ServerResponse) {
-    this.#res = res;
+    this.res = res;
     this.#socket = res.socket;
   }
   write(chunk: Uint8Array): void {
     // The client may have gone a moment before its close event ends the subscription.
-    if (!this.#res.destroyed) this.#res.write(chunk);
+    if (!this.res.destroyed) this.res.write(chunk);
   }
   end(): void {
-    void ended(this.#res, this.#socket, UNREAD_GRACE_MS, false);
+    void ended(this.res, this.#socket, UNREAD_GRACE_MS, false);
   }
   fail(error: unknown): void {
     report(error, "sendResponse: the body failed");
     // After what was written in this turn of the loop has gone out, as in pump.
-    setImmediate(broken, this.#res);
+    setImmediate(broken, this.res);
   }
   unread(): number {
-    return this.#res.writableLength;
+    return this.res.writableLength;
   }
   full(): boolean {
-    return this.#res.writableNeedDrain;
+    return this.res.writableNeedDrain;
   }
+}
+
+/**
+ * A source's bytes, pulled by its stream as fast as the client takes them: what one turn of the loop produced goes out as
+ * one write at its end, so a source that yields at once costs one chunk of the response per turn instead of one per
+ * event (each a chunk header, the bytes and a CRLF through the socket's stream), and no event waits past its turn.
+ */
+class TurnSink extends ResponseSink {
+  #held: Uint8Array[] = [];
+  #heldBytes = 0;
+  override write(chunk: Uint8Array): void {
+    if (this.res.destroyed) return;
+    if (this.#heldBytes === 0) process.nextTick(flushTurn, this);
+    this.#held.push(chunk);
+    this.#heldBytes += chunk.byteLength;
+  }
+  /** Writes what this turn held back, as one chunk. */
+  flush(): void {
+    const held = this.#held;
+    if (held.length === 0) return;
+    this.#held = [];
+    const bytes = held.length === 1 ? (held[0] as Uint8Array) : Buffer.concat(held, this.#heldBytes);
+    this.#heldBytes = 0;
+    super.write(bytes);
+  }
+  override end(): void {
+    this.flush();
+    super.end();
+  }
+  override fail(error: unknown): void {
+    this.flush();
+    super.fail(error);
+  }
+  override unread(): number {
+    return this.res.writableLength + this.#heldBytes;
+  }
+  override full(): boolean {
+    return this.res.writableNeedDrain || this.unread() >= this.res.writableHighWaterMark;
+  }
+}
+
+function flushTurn(sink: TurnSink): void {
+  sink.flush();
 }
 
 /** Waits for the end of a stream handed off to `res`, telling it each time the socket drains. */
