@@ -56,6 +56,11 @@ export interface HandOff {
   handOff(sink: Sink): boolean;
   /** The sink's backlog has fallen (Node's `drain`): a backlog above the cap starts its second over again. */
   drained(): void;
+  /**
+   * The Node entry sends the body and cancels it when the client leaves: a request of its own need not make the signal
+   * that would tell the same (an `AbortController`, and a `DOMException` when it aborts).
+   */
+  watchesClient?(): void;
   /** Whether the stream asks its connection to close once it has ended (`drain()` ended it). */
   closesConnection?: boolean;
   /**

@@ -83,6 +83,7 @@ export class EventStream implements Watched, AbortTarget, Drainable {
   #pool: Utf8Pool | undefined;
   #signal: AbortSignal | undefined;
   #requestSignal: AbortSignal | undefined;
+  #clientWatched = false;
   /** Never read: held while the stream listens to its request's signal (see requestSignalNeedsItsRequest). */
   heldRequest: Request | undefined;
   #stopDeadline: (() => void) | undefined;
@@ -131,27 +132,43 @@ export class EventStream implements Watched, AbortTarget, Drainable {
     controller.enqueue(first);
     this.#first = first;
     this.#bytes = first.byteLength;
-    const { signal, request } = options;
-    const requestSignal = request !== undefined && requestSignalMeansClientLeft ? request.signal : undefined;
-    const aborted = signal?.aborted ? signal : requestSignal?.aborted ? requestSignal : undefined;
-    if (aborted !== undefined) {
-      this.end(aborted === signal ? "signal" : "client", aborted.reason);
+    const { signal } = options;
+    if (signal?.aborted) {
+      this.end("signal", signal.reason);
       return;
     }
     if (signal !== undefined) {
       this.#signal = signal;
       listen(signal, this);
     }
-    if (requestSignal !== undefined) {
-      this.#requestSignal = requestSignal;
-      listen(requestSignal, this);
-      if (requestSignalNeedsItsRequest && !signalIsOwn(request as Request)) this.heldRequest = request;
+    // A request of the Node entry's makes its signal only when it is read: it is read at the first read instead, and
+    // not at all when the entry sends this body, since the entry then cancels it when the client leaves.
+    const { request } = options;
+    if (request !== undefined && !signalIsOwn(request)) this.#watchRequest(request);
+  }
+
+  /** Ends the stream when its request's signal tells that its client left (at once, if it has already). */
+  #watchRequest(request: Request): void {
+    if (!requestSignalMeansClientLeft) return;
+    const requestSignal = request.signal;
+    if (requestSignal.aborted) {
+      this.end("client", requestSignal.reason);
+      return;
     }
+    this.#requestSignal = requestSignal;
+    listen(requestSignal, this);
+    if (requestSignalNeedsItsRequest && !signalIsOwn(request)) this.heldRequest = request;
+  }
+
+  /** The Node entry sends this body, and cancels it when the client leaves (see `HandOff`). */
+  watchesClient(): void {
+    this.#clientWatched = true;
   }
 
   pull(): void | Promise<void> {
     if (this.ended !== undefined) return;
     if (!this.reading) this.#startReading();
+    if (this.ended !== undefined) return;
     return this.#producer.pull(this);
   }
 
@@ -161,6 +178,10 @@ export class EventStream implements Watched, AbortTarget, Drainable {
     this.#first = undefined;
     const options = this.#options as StreamOptions;
     this.#options = undefined;
+    if (options.request !== undefined && signalIsOwn(options.request) && !this.#clientWatched) {
+      this.#watchRequest(options.request);
+      if (this.ended !== undefined) return;
+    }
     this.enlist();
     // Watched from the first read: a response nobody reads needs no heartbeat, and keeps no timer alive.
     if (options.keepAliveMs > 0) watch(this, options.keepAliveMs);

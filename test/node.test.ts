@@ -598,6 +598,40 @@ async function until(check: () => boolean, what: string): Promise<void> {
 }
 
 describe("toNodeHandler, memory", () => {
+  test("a stream whose handler never reads request.signal makes no signal, and still stops when its client leaves", async () => {
+    const count = 20;
+    const aborts = vi.spyOn(AbortController.prototype, "abort");
+    let cancelled = 0;
+    const allCancelled = deferred();
+    const origin = await serve(
+      toNodeHandler((request) => {
+        const source = new ReadableStream({
+          start(controller) {
+            controller.enqueue({ data: "first" });
+          },
+          cancel() {
+            cancelled += 1;
+            if (cancelled === count) allCancelled.resolve();
+          },
+        });
+        return eventSourceResponse(source, { request });
+      }),
+    );
+    const clients = await Promise.all(
+      Array.from({ length: count }, async () => {
+        const client = get(origin);
+        await readUntil(await client.response, (text) => text.includes("data: first\n\n"), "the first event");
+        return client;
+      }),
+    );
+    for (const client of clients) client.req.destroy();
+    await within(allCancelled.promise, 10_000, "every source to be cancelled");
+    // The Node entry cancels the body itself: a signal made for the stream would cost an AbortController and, when
+    // the client leaves, an abort with its DOMException.
+    expect(aborts).not.toHaveBeenCalled();
+    aborts.mockRestore();
+  });
+
   test("an open stream does not keep its Response alive: only the body is needed to send it", async () => {
     const responses: WeakRef<Response>[] = [];
     const origin = await serve(
@@ -744,6 +778,26 @@ async function seeRequests(answer: (request: Request) => Response | Promise<Resp
 }
 
 describe("toRequest over node:http", () => {
+  test("a stream given a request of toRequest and piped some other way still stops when its client leaves", async () => {
+    const cancelled = deferred();
+    const origin = await serve((req, res) => {
+      const source = new ReadableStream({
+        start(controller) {
+          controller.enqueue({ data: "first" });
+        },
+        cancel: () => cancelled.resolve(),
+      });
+      const response = eventSourceResponse(source, { request: toRequest(req, res) });
+      res.writeHead(response.status, Object.fromEntries(response.headers));
+      // Nothing cancels a piped body when its client leaves: the request's signal, made at the first read, does.
+      Readable.fromWeb(response.body as import("node:stream/web").ReadableStream).pipe(res);
+    });
+    const client = get(origin);
+    await readUntil(await client.response, (text) => text.includes("data: first\n\n"), "the first event");
+    client.req.destroy();
+    await within(cancelled.promise, 10_000, "the source to be cancelled");
+  });
+
   test("method, URL and every header, repeated ones kept and cookies joined as cookies", async () => {
     const { origin, seen } = await seeRequests();
     const res = await get(`${origin}/path/here?q=1`, {

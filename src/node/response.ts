@@ -72,6 +72,7 @@ async function pump(
   // A stream of this package on HTTP/1 is handed off: it then writes to the response itself, and this waits for the end
   // (the stream's, or the client's, which cancels the body).
   const offer = handOffOf(body);
+  offer?.watchesClient?.();
   // An event stream's client that has not read its last bytes 5 s after the stream ended is gone or stalled: its
   // connection is dropped, so it holds no memory. Any other body may be a slow download, and is waited for.
   const grace = eventStream ? () => graceLeft(offer) : undefined;
