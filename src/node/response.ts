@@ -223,7 +223,7 @@ class ResponseSink implements Sink {
  * event (each a chunk header, the bytes and a CRLF through the socket's stream), and no event waits past its turn.
  */
 class TurnSink extends ResponseSink {
-  #held: Uint8Array[] = [];
+  readonly #held: Uint8Array[] = [];
   #heldBytes = 0;
   override write(chunk: Uint8Array): void {
     if (this.res.destroyed) return;
@@ -235,8 +235,8 @@ class TurnSink extends ResponseSink {
   flush(): void {
     const held = this.#held;
     if (held.length === 0) return;
-    this.#held = [];
     const bytes = held.length === 1 ? (held[0] as Uint8Array) : Buffer.concat(held, this.#heldBytes);
+    held.length = 0;
     this.#heldBytes = 0;
     super.write(bytes);
   }
