@@ -14,6 +14,8 @@
  *   answers them as JSON once there is one (a long poll).
  * - `GET /probe/utf8-id`: one event with the id `UTF8_ID`, then the body ends; the reconnecting client gets an
  *   event whose data is the `Last-Event-ID` the server read (`lastEventId` decodes a browser's UTF-8 bytes).
+ * - `GET /probe/read-in-js`: in the server's own runtime, a body of 1,000 events that a source yields at once, read
+ *   whole by `getReader()`; answers `{ reads, text }` as JSON.
  */
 import { eventSourceResponse, type StreamEnd } from "eventsource-server";
 
@@ -178,7 +180,24 @@ export function probe(request: Request): Response | Promise<Response> | undefine
         { request },
       );
     }
+    case "/probe/read-in-js":
+      return readInJs();
     default:
       return new Response("no such probe\n", { status: 404 });
   }
+}
+
+async function readInJs(): Promise<Response> {
+  const events = Array.from({ length: 1_000 }, (_, i) => ({ id: String(i), data: `event ${i}` }));
+  const reader = (eventSourceResponse(events).body as ReadableStream<Uint8Array>).getReader();
+  const decoder = new TextDecoder();
+  let text = "";
+  let reads = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    reads += 1;
+    text += decoder.decode(value, { stream: true });
+  }
+  return Response.json({ reads, text });
 }
