@@ -57,10 +57,10 @@ export interface HandOff {
   /** The sink's backlog has fallen (Node's `drain`): a backlog above the cap starts its second over again. */
   drained(): void;
   /**
-   * The Node entry sends the body and cancels it when the client leaves: a request of its own need not make the signal
-   * that would tell the same (an `AbortController`, and a `DOMException` when it aborts).
+   * Set by the Node entry, which sends the body and cancels it when the client leaves: a request of its own then need
+   * not make the signal that would tell the same (an `AbortController`, and a `DOMException` when it aborts).
    */
-  watchesClient?(): void;
+  clientWatched?: boolean;
   /** Whether the stream asks its connection to close once it has ended (`drain()` ended it). */
   closesConnection?: boolean;
   /**

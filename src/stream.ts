@@ -83,7 +83,8 @@ export class EventStream implements Watched, AbortTarget, Drainable {
   #pool: Utf8Pool | undefined;
   #signal: AbortSignal | undefined;
   #requestSignal: AbortSignal | undefined;
-  #clientWatched = false;
+  /** Set by the Node entry, which sends this body and cancels it when the client leaves (see `HandOff`). */
+  clientWatched = false;
   /** Never read: held while the stream listens to its request's signal (see requestSignalNeedsItsRequest). */
   heldRequest: Request | undefined;
   #stopDeadline: (() => void) | undefined;
@@ -132,7 +133,7 @@ export class EventStream implements Watched, AbortTarget, Drainable {
     controller.enqueue(first);
     this.#first = first;
     this.#bytes = first.byteLength;
-    const { signal } = options;
+    const { signal, request } = options;
     if (signal?.aborted) {
       this.end("signal", signal.reason);
       return;
@@ -143,7 +144,6 @@ export class EventStream implements Watched, AbortTarget, Drainable {
     }
     // A request of the Node entry's makes its signal only when it is read: it is read at the first read instead, and
     // not at all when the entry sends this body, since the entry then cancels it when the client leaves.
-    const { request } = options;
     if (request !== undefined && !signalIsOwn(request)) this.#watchRequest(request);
   }
 
@@ -160,11 +160,6 @@ export class EventStream implements Watched, AbortTarget, Drainable {
     if (requestSignalNeedsItsRequest && !signalIsOwn(request)) this.heldRequest = request;
   }
 
-  /** The Node entry sends this body, and cancels it when the client leaves (see `HandOff`). */
-  watchesClient(): void {
-    this.#clientWatched = true;
-  }
-
   pull(): void | Promise<void> {
     if (this.ended !== undefined) return;
     if (!this.reading) this.#startReading();
@@ -178,7 +173,7 @@ export class EventStream implements Watched, AbortTarget, Drainable {
     this.#first = undefined;
     const options = this.#options as StreamOptions;
     this.#options = undefined;
-    if (options.request !== undefined && signalIsOwn(options.request) && !this.#clientWatched) {
+    if (options.request !== undefined && signalIsOwn(options.request) && !this.clientWatched) {
       this.#watchRequest(options.request);
       if (this.ended !== undefined) return;
     }

@@ -6,7 +6,8 @@
 import type { Readable } from "node:stream";
 import { fail, shown } from "../errors.ts";
 import { CLIENT } from "../handoff.ts";
-import { emitter, isFinished, isGone, type NodeRequest, type NodeResponse, whenGone } from "./response.ts";
+import { emitter, isFinished, isGone, whenGone } from "./ending.ts";
+import type { NodeRequest, NodeResponse } from "./response.ts";
 
 /** `toRequest`, documented in the entry. */
 export function requestOf(req: NodeRequest, res: NodeResponse): Request {

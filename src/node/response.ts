@@ -4,14 +4,13 @@
  * @module
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { constants, type Http2ServerRequest, type Http2ServerResponse } from "node:http2";
+import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import type { Socket } from "node:net";
-import type { Readable } from "node:stream";
 import { report } from "../errors.ts";
-import { type HandOff, handOffOf, type Sink, UNREAD_ERROR_NAME, UNREAD_GRACE_MS } from "../handoff.ts";
-import { deadline } from "../keep-alive.ts";
-import { writableLengthIsExact } from "../runtime.ts";
+import { type HandOff, handOffOf, UNREAD_ERROR_NAME, UNREAD_GRACE_MS } from "../handoff.ts";
 import { Compressor, chosenEncoding, type Encoding } from "./compress.ts";
+import { broken, dropped, ended, finished, firstOf, isGone, isHttp2, socketOf, whenGone } from "./ending.ts";
+import { canHandOff, ResponseSink, TurnSink, whileHandedOff } from "./sink.ts";
 
 /** A request of `node:http` or `node:https` (and so of Express, Fastify and Koa), or of `node:http2`. */
 export type NodeRequest = IncomingMessage | Http2ServerRequest;
@@ -72,7 +71,7 @@ async function pump(
   // A stream of this package on HTTP/1 is handed off: it then writes to the response itself, and this waits for the end
   // (the stream's, or the client's, which cancels the body).
   const offer = handOffOf(body);
-  offer?.watchesClient?.();
+  if (offer !== undefined) offer.clientWatched = true;
   // An event stream's client that has not read its last bytes 5 s after the stream ended is gone or stalled: its
   // connection is dropped, so it holds no memory. Any other body may be a slow download, and is waited for.
   const grace = eventStream ? () => graceLeft(offer) : undefined;
@@ -137,26 +136,6 @@ async function pump(
   if (offer?.closesConnection === true) socket?.end();
 }
 
-/**
- * Calls `onGone` when the client goes away before the response is over. On HTTP/2 a stream the client resets with
- * `NO_ERROR` emits `aborted` and `close` on the stream, but no `close` on the response.
- */
-export function whenGone(res: NodeResponse, onGone: () => void): () => void {
-  // An HTTP/1 request's own close only means that its body has been read: the response's close is the one.
-  const watched: [Pick<Readable, "on" | "off">, string][] = [[emitter(res), "close"]];
-  if (isHttp2(res)) {
-    const stream = res.stream as unknown as Pick<Readable, "on" | "off">;
-    watched.push([stream, "close"], [stream, "aborted"]);
-  }
-  const listener = (): void => {
-    if (!isFinished(res)) onGone();
-  };
-  for (const [source, name] of watched) source.on(name, listener);
-  return () => {
-    for (const [source, name] of watched) source.off(name, listener);
-  };
-}
-
 function writeHead(res: NodeResponse, response: Response, encoding: Encoding | undefined): void {
   const http2 = isHttp2(res);
   for (const [name, value] of response.headers) {
@@ -182,119 +161,6 @@ function writeHead(res: NodeResponse, response: Response, encoding: Encoding | u
   else res.writeHead(response.status, response.statusText);
   // HTTP/1 holds the headers until the first write; a stream's first event may be a long way off.
   res.flushHeaders();
-}
-
-/** Whether a channel subscriber may be handed off to `res`: HTTP/1 responses whose unsent bytes Node counts. */
-function canHandOff(res: NodeResponse): res is ServerResponse {
-  return !isHttp2(res) && writableLengthIsExact;
-}
-
-/** A channel subscriber's bytes written to an HTTP/1 response: its unread bytes are those Node still holds. */
-class ResponseSink implements Sink {
-  readonly res: ServerResponse;
-  readonly #socket: Socket | null;
-  constructor(res: ServerResponse) {
-    this.res = res;
-    this.#socket = res.socket;
-  }
-  write(chunk: Uint8Array): void {
-    // The client may have gone a moment before its close event ends the subscription.
-    if (!this.res.destroyed) this.res.write(chunk);
-  }
-  end(): void {
-    void ended(this.res, this.#socket, UNREAD_GRACE_MS, false);
-  }
-  fail(error: unknown): void {
-    report(error, "sendResponse: the body failed");
-    // After what was written in this turn of the loop has gone out, as in pump.
-    setImmediate(broken, this.res);
-  }
-  unread(): number {
-    return this.res.writableLength;
-  }
-  full(): boolean {
-    return this.res.writableNeedDrain;
-  }
-}
-
-/**
- * A source's bytes, pulled by its stream as fast as the client takes them: what one turn of the loop produced goes out as
- * one write at its end, so a source that yields at once costs one chunk of the response per turn instead of one per
- * event (each a chunk header, the bytes and a CRLF through the socket's stream), and no event waits past its turn.
- */
-class TurnSink extends ResponseSink {
-  readonly #held: Uint8Array[] = [];
-  #heldBytes = 0;
-  override write(chunk: Uint8Array): void {
-    if (this.res.destroyed) return;
-    if (this.#heldBytes === 0) process.nextTick(flushTurn, this);
-    this.#held.push(chunk);
-    this.#heldBytes += chunk.byteLength;
-  }
-  /** Writes what this turn held back, as one chunk. */
-  flush(): void {
-    const held = this.#held;
-    if (held.length === 0) return;
-    const bytes = held.length === 1 ? (held[0] as Uint8Array) : Buffer.concat(held, this.#heldBytes);
-    held.length = 0;
-    this.#heldBytes = 0;
-    super.write(bytes);
-  }
-  override end(): void {
-    this.flush();
-    super.end();
-  }
-  override fail(error: unknown): void {
-    this.flush();
-    super.fail(error);
-  }
-  override unread(): number {
-    return this.res.writableLength + this.#heldBytes;
-  }
-  override full(): boolean {
-    return this.res.writableNeedDrain || this.unread() >= this.res.writableHighWaterMark;
-  }
-}
-
-function flushTurn(sink: TurnSink): void {
-  sink.flush();
-}
-
-/** Waits for the end of a stream handed off to `res`, telling it each time the socket drains. */
-async function whileHandedOff(res: NodeResponse, onDrain: () => void): Promise<void> {
-  emitter(res).on("drain", onDrain);
-  await firstOf(res, ["finish", "close"]);
-  emitter(res).off("drain", onDrain);
-}
-
-/** Ends the response and waits until it has gone out, or the client has gone. */
-async function finished(res: NodeResponse): Promise<void> {
-  res.end();
-  // Node emits finish and close from later callbacks, so listening after end() misses neither.
-  if (!res.writableFinished && !isGone(res)) await firstOf(res, ["finish", "close"]);
-}
-
-/**
- * Ends an event stream's response, whose client has `ms` to take the rest or has its connection dropped. A client that
- * was behind at the end may leave its last bytes in the kernel's buffers (up to a few MB), where Node cannot see
- * whether they are ever read, for as long as the server keeps the connection alive: its connection is dropped too,
- * unless it has sent more since (its next request, which a client sends only once it has read this response whole).
- */
-async function ended(res: NodeResponse, socket: Socket | null, ms: number, wasBehind: boolean): Promise<void> {
-  const behind = socket !== null && (wasBehind || res.writableLength > 0);
-  const readAtEnd = socket?.bytesRead;
-  res.end();
-  const stop = deadline(ms, () => {
-    socket?.off("close", stop);
-    const unsent = !res.writableFinished && !isGone(res);
-    const unread = behind && !socket.destroyed && socket.bytesRead === readAtEnd;
-    if (unsent || unread) dropped(res, socket);
-  });
-  // A connection that closes first has nothing left to drop, and keeps no timer running.
-  if (behind) socket.once("close", stop);
-  // Node emits finish and close from later callbacks, so listening after end() misses neither.
-  if (!res.writableFinished && !isGone(res)) await firstOf(res, ["finish", "close"]);
-  if (!behind) stop();
 }
 
 /**
@@ -338,42 +204,6 @@ function isEventStream(response: Response): boolean {
   return response.headers.get("content-type")?.toLowerCase().startsWith("text/event-stream") ?? false;
 }
 
-/** Resolves on the first of these events, and leaves no listener behind. */
-function firstOf(res: NodeResponse, names: string[]): Promise<void> {
-  return new Promise((resolve) => {
-    const done = (): void => {
-      for (const name of names) emitter(res).off(name, done);
-      resolve();
-    };
-    for (const name of names) emitter(res).on(name, done);
-  });
-}
-
-/** Ends the response so that the client sees a failure, not a clean end of the body. */
-function broken(res: NodeResponse): void {
-  // Destroying an HTTP/2 response would reset the stream with NO_ERROR, the code of a normal close.
-  if (isHttp2(res)) res.stream.close(constants.NGHTTP2_INTERNAL_ERROR);
-  else res.destroy();
-}
-
-/**
- * Drops the connection of a client that did not read its last bytes in time. On HTTP/1 with a reset: a plain close
- * leaves the kernel holding what the socket had not sent (up to its send buffer, about 4 MB on Linux) until the client
- * reads it or the kernel gives up, minutes later.
- */
-function dropped(res: NodeResponse, socket: Socket | null): void {
-  if (socket?.destroyed === true) return;
-  try {
-    if (typeof socket?.resetAndDestroy === "function") {
-      socket.resetAndDestroy();
-      return;
-    }
-  } catch {
-    // Only a plain TCP socket can be reset (not a TLS one): closed as any other failure.
-  }
-  broken(res);
-}
-
 /** An empty answer with this status, or a broken response if the headers have gone out already. */
 export function bare(res: NodeResponse, status: number): void {
   if (isGone(res)) return;
@@ -388,31 +218,6 @@ export function bare(res: NodeResponse, status: number): void {
 
 async function cancelled(body: ReadableStream<Uint8Array> | null): Promise<void> {
   await body?.cancel().catch(() => {});
-}
-
-/** An HTTP/1 response's connection; null on HTTP/2, where the connection is shared, and once Node has detached it. */
-function socketOf(res: NodeResponse): Socket | null {
-  return isHttp2(res) ? null : res.socket;
-}
-
-function isHttp2(res: NodeResponse): res is Http2ServerResponse {
-  return "stream" in res;
-}
-
-/** Whether the connection (or the HTTP/2 stream) is closed already: nothing written now would arrive. */
-export function isGone(res: NodeResponse): boolean {
-  return isHttp2(res) ? res.stream.destroyed : res.destroyed;
-}
-
-/** Both kinds of response are event emitters, but their typings share no `on` overload. */
-export function emitter(res: NodeResponse): Pick<Readable, "on" | "once" | "off"> {
-  return res as unknown as Pick<Readable, "on" | "once" | "off">;
-}
-
-/** Whether the response was sent whole: its end written out, and on HTTP/2 the stream closed without a reset. */
-export function isFinished(res: NodeResponse): boolean {
-  // Node's HTTP/2 compatibility layer reports writableFinished for a stream the client reset, too.
-  return isHttp2(res) ? res.writableEnded && res.stream.rstCode === constants.NGHTTP2_NO_ERROR : res.writableFinished;
 }
 
 export function isResponse(value: unknown): value is Response {
