@@ -908,6 +908,42 @@ describe("toRequest over node:http", () => {
     expect(await seen[1]?.text()).toBe("hello");
   });
 
+  test("fetch(request), new Request(request) and clone() take the handler's request as any other", async () => {
+    // The upstream echoes what it was sent; the client names it in its Host header, so request.url points there.
+    const upstream = await serve(async (req, res) => {
+      let body = "";
+      for await (const chunk of req) body += chunk;
+      res.end(`${req.method} ${req.url} ${req.headers["x-one"]} ${body}`);
+    });
+    const copies: Request[] = [];
+    const origin = await serve(
+      toNodeHandler((request) => {
+        if (request.method === "GET") copies.push(new Request(request), request.clone());
+        return fetch(request);
+      }),
+    );
+    const host = new URL(upstream).host;
+    const send = async (method: string, body?: string): Promise<string> => {
+      const req = httpRequest(`${origin}/path?q=1`, { agent: false, method, headers: { host, "x-one": "1" } });
+      const answer = new Promise<IncomingMessage>((resolve, reject) =>
+        req.once("response", resolve).once("error", reject),
+      );
+      req.end(body);
+      const res = await within(answer, 10_000, `the answer to ${method}`);
+      let text = "";
+      for await (const chunk of res) text += chunk;
+      return text;
+    };
+    expect(await send("GET")).toBe("GET /path?q=1 1 ");
+    expect(await send("POST", "hello")).toBe("POST /path?q=1 1 hello");
+    for (const copy of copies) {
+      expect(copy).toBeInstanceOf(Request);
+      expect(copy.url).toBe(`${upstream}/path?q=1`);
+      expect(copy.headers.get("x-one")).toBe("1");
+    }
+    expect(copies).toHaveLength(2);
+  });
+
   test("the signal aborts when the client leaves even when only the signal was kept, after a garbage collection", async () => {
     // undici's Request.signal follows the signal it was made with only while the Request is alive.
     const count = 50;
