@@ -20,9 +20,8 @@ interface DirectController {
 }
 
 /**
- * How much a source's stream writes before it waits for Bun to take it, as Node's socket does (16 KiB): a body read in
- * JS then gets many events per read rather than one (1,000 small events: 3 reads instead of 501), and a stalled client
- * holds no more than this in Bun's buffers on top of its socket's.
+ * How much a source's stream writes before it waits for Bun to take it, as Node's socket does: a body read in JS then
+ * gets many events per read rather than one, and a stalled client holds no more than this in Bun's buffers.
  */
 const PENDING_MARK = 16 * 1024;
 

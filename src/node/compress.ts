@@ -9,11 +9,10 @@ import { constants, createBrotliCompress, createGzip } from "node:zlib";
 export type Encoding = "br" | "gzip";
 
 /**
- * Bounded settings, measured on Node 20 with 1 KB JSON events and 1,000 idle connections (the compress scenario of
- * `npm run bench -- --http`, figures in docs/runtimes.md): zlib's defaults cost about 215 KB (gzip) and 530 KB (br) of native memory per connection. An
+ * Bounded settings (figures in docs/runtimes.md): zlib's defaults hold two to three times the memory per connection. An
  * 8 KB gzip window still holds several recent events, whose field names are what repeats. Brotli's qualities 0 and 1
- * compress each flushed chunk on its own (2.6× on those events), and every higher one allocates about 250 KB of hash
- * tables per stream whatever the window: quality 5 with a 64 KB window is the best ratio for that price.
+ * compress each flushed chunk on its own, and every higher one allocates its hash tables whatever the window: quality 5
+ * with a 64 KB window is the best ratio for that price.
  */
 const GZIP = { level: 6, windowBits: 13, memLevel: 6, chunkSize: 4 * 1024 };
 const BROTLI = {

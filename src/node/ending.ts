@@ -1,6 +1,7 @@
 /**
- * What the Node entry knows of a response and its connection: whether the client has gone or the response finished,
- * and the ways a response ends (finished, ended with a grace for its last bytes, dropped, broken), on HTTP/1 and HTTP/2.
+ * What the Node entry knows of a response and its connection: whether the client has gone or the response
+ * finished, and the ways a response ends (finished, ended with a grace for its last bytes, dropped, broken), on
+ * HTTP/1 and HTTP/2.
  * @module
  */
 import { constants, type Http2ServerResponse } from "node:http2";

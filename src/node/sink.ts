@@ -45,9 +45,9 @@ export class ResponseSink implements Sink {
 }
 
 /**
- * A source's bytes, pulled by its stream as fast as the client takes them: what one turn of the loop produced goes out as
- * one write at its end, so a source that yields at once costs one chunk of the response per turn instead of one per
- * event (each a chunk header, the bytes and a CRLF through the socket's stream), and no event waits past its turn.
+ * A source's bytes, pulled by its stream as fast as the client takes them: what one turn of the loop produced goes out
+ * as one write at its end, so a source that yields at once costs one chunk of the response per turn instead of one
+ * per event (each a chunk header, the bytes and a CRLF through the socket's stream), and no event waits past its turn.
  */
 export class TurnSink extends ResponseSink {
   readonly #held: Uint8Array[] = [];
