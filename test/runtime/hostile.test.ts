@@ -484,54 +484,59 @@ describe.concurrent("the runtimes themselves, without the package (test/runtime/
     ["bun", "", "keeps"],
     ["bun", "?direct", "drops"],
     ["deno", "", "keeps"],
-  ] as const)("%s%s: a body that errors while its client reads nothing %s the connection", (runtime, query, what) =>
-    scoped(async (opened) => {
-      const file = `${ROOT}test/runtime/stalled-body.ts`;
-      const running =
-        runtime === "bun"
-          ? await startServer(binary("bun"), [file])
-          : await startServer(binary("deno"), ["run", "--allow-net=127.0.0.1", file], { env: DENO_ENV });
-      opened.push({ close: () => running.stop() });
-      const server: Server = {
-        ...running,
-        port: Number(new URL(running.origin).port),
-        pid: running.child.pid as number,
-        stats: () => Promise.reject(new Error("no stats here")),
-        heap: () => Promise.reject(new Error("no heap here")),
-      };
-      const kept = what === "keeps";
-      const state = async () => (await (await fetch(`${server.origin}/state`)).json()) as State;
-      const clients = await neverReading(opened, server, `/body${query}`, 1);
-      let last = -1;
-      let unchanged = 0;
-      const full = await until(
-        state,
-        (now) => {
-          unchanged = now.pulled === last ? unchanged + 1 : 0;
-          last = now.pulled;
-          return now.pulled > 0 && unchanged >= 5;
-        },
-        10_000,
-        "the body to stop being pulled",
-      );
-      const before = serverEnds(server, clients);
-      await within(fetch(`${server.origin}/error`, { method: "POST" }), 10_000, "/error");
-      // The 5 s the package gives a client to read its last bytes, and a margin.
-      await pause(kept ? 6_000 : 500);
-      const after = await state();
-      const ends = serverEnds(server, clients);
-      console.log(
-        `${runtime}${query} without the package: ${mb(full.pulled)} taken from the body, then it stopped; ` +
-          `${mb(before.unsent)} unsent in the socket; after the body errored: ` +
-          `${after.open ? "still open" : "dropped"}, ` +
-          `${ends.sockets} socket holding ${mb(ends.unsent)} unsent`,
-      );
-      // A canary where it is kept: when the runtime drops such a connection itself, docs/runtimes.md can say so.
-      const seen = JSON.stringify({ full, before, after, ends });
-      expect(after.open, seen).toBe(kept);
-      expect(ends.sockets, seen).toBe(kept ? 1 : 0);
-      dropAll(clients);
-      await until(state, (now) => !now.open, 10_000, "the runtime to let go of the response once its client left");
-    })(),
+  ] as const)(
+    "%s%s: a body that errors while its client reads nothing %s the connection",
+    // A canary of the runtimes' own timing, not of this package: on a loaded machine Bun has once let go of a default
+    // stream's connection whose socket had not quite filled. Another try tells a runtime that changed from a slow turn.
+    { retry: 2 },
+    (runtime, query, what) =>
+      scoped(async (opened) => {
+        const file = `${ROOT}test/runtime/stalled-body.ts`;
+        const running =
+          runtime === "bun"
+            ? await startServer(binary("bun"), [file])
+            : await startServer(binary("deno"), ["run", "--allow-net=127.0.0.1", file], { env: DENO_ENV });
+        opened.push({ close: () => running.stop() });
+        const server: Server = {
+          ...running,
+          port: Number(new URL(running.origin).port),
+          pid: running.child.pid as number,
+          stats: () => Promise.reject(new Error("no stats here")),
+          heap: () => Promise.reject(new Error("no heap here")),
+        };
+        const kept = what === "keeps";
+        const state = async () => (await (await fetch(`${server.origin}/state`)).json()) as State;
+        const clients = await neverReading(opened, server, `/body${query}`, 1);
+        let last = -1;
+        let unchanged = 0;
+        const full = await until(
+          state,
+          (now) => {
+            unchanged = now.pulled === last ? unchanged + 1 : 0;
+            last = now.pulled;
+            return now.pulled > 0 && unchanged >= 5;
+          },
+          10_000,
+          "the body to stop being pulled",
+        );
+        const before = serverEnds(server, clients);
+        await within(fetch(`${server.origin}/error`, { method: "POST" }), 10_000, "/error");
+        // The 5 s the package gives a client to read its last bytes, and a margin.
+        await pause(kept ? 6_000 : 500);
+        const after = await state();
+        const ends = serverEnds(server, clients);
+        console.log(
+          `${runtime}${query} without the package: ${mb(full.pulled)} taken from the body, then it stopped; ` +
+            `${mb(before.unsent)} unsent in the socket; after the body errored: ` +
+            `${after.open ? "still open" : "dropped"}, ` +
+            `${ends.sockets} socket holding ${mb(ends.unsent)} unsent`,
+        );
+        // A canary where it is kept: when the runtime drops such a connection itself, docs/runtimes.md can say so.
+        const seen = JSON.stringify({ full, before, after, ends });
+        expect(after.open, seen).toBe(kept);
+        expect(ends.sockets, seen).toBe(kept ? 1 : 0);
+        dropAll(clients);
+        await until(state, (now) => !now.open, 10_000, "the runtime to let go of the response once its client left");
+      })(),
   );
 });
