@@ -20,10 +20,12 @@ interface DirectController {
 }
 
 /**
- * How much a source's stream writes before it waits for Bun to take it, as Node's socket does: a body read in JS then
- * gets many events per read rather than one, and a stalled client holds no more than this in Bun's buffers.
+ * How much a source's stream writes before it waits for Bun to take it: a body read in JS then gets several events per
+ * read rather than one, and yet a reader that stops reading stops the source within a few events (the contract's
+ * pull-driven rule), and a stalled client holds no more than this in Bun's buffers.
  */
-const PENDING_MARK = 16 * 1024;
+const PENDING_WRITES = 4;
+const PENDING_BYTES = 16 * 1024;
 
 /**
  * The sink of an event stream on Bun: a source's stream writes each event straight into Bun's controller, with no body
@@ -35,6 +37,8 @@ export class DirectBody implements Sink {
   readonly type = "direct";
   /** The bytes written but not yet taken: the stream counts them as unread. */
   pending = 0;
+  /** The writes whose bytes have not been taken yet. */
+  #writes = 0;
   readonly #stream: HandOff;
   readonly #reader: ReadableStreamDefaultReader<Uint8Array>;
   #controller!: DirectController;
@@ -77,6 +81,7 @@ export class DirectBody implements Sink {
     if (!isThenable(written)) return;
     const bytes = chunk.byteLength;
     this.pending += bytes;
+    this.#writes += 1;
     written.then(() => this.#taken(bytes), noop);
   }
 
@@ -99,19 +104,20 @@ export class DirectBody implements Sink {
   }
 
   full(): boolean {
-    return this.pending >= PENDING_MARK;
+    return this.#writes >= PENDING_WRITES || this.pending >= PENDING_BYTES;
   }
 
   #taken(bytes: number): void {
     this.pending -= bytes;
+    this.#writes -= 1;
     if (this.pending > 0 || this.#closed) return;
     if (this.#ending !== undefined) this.#close(undefined);
     else this.#stream.drained();
   }
 
   /**
-   * Hands a source's stream off before its first read: it then writes while less than `PENDING_MARK` is pending. Any
-   * other stream (a channel subscriber, written to whatever its backlog) is read here a chunk at a time, each once the
+   * Hands a source's stream off before its first read: it then writes while fewer than `PENDING_WRITES` writes and
+   * `PENDING_BYTES` bytes are pending. Any other stream (a channel subscriber, written to whatever its backlog) is read here a chunk at a time, each once the
    * last one has been taken: Bun copies what it is given, so a subscriber written straight into Bun would hold up to its
    * channel's cap there, per stalled client, outside the heap.
    */

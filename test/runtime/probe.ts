@@ -15,7 +15,8 @@
  * - `GET /probe/utf8-id`: one event with the id `UTF8_ID`, then the body ends; the reconnecting client gets an
  *   event whose data is the `Last-Event-ID` the server read (`lastEventId` decodes a browser's UTF-8 bytes).
  * - `GET /probe/read-in-js`: in the server's own runtime, a body of 1,000 events that a source yields at once, read
- *   whole by `getReader()`; answers `{ reads, text }` as JSON.
+ *   whole by `getReader()`, and a body read once and then no more; answers `{ reads, text, advanced }` as JSON, where
+ *   `advanced` counts the second body's source advances 100 ms after its one read.
  */
 import { eventSourceResponse, type StreamEnd } from "eventsource-server";
 
@@ -199,5 +200,19 @@ async function readInJs(): Promise<Response> {
     reads += 1;
     text += decoder.decode(value, { stream: true });
   }
-  return Response.json({ reads, text });
+  let advanced = 0;
+  const stalled = eventSourceResponse(
+    (function* () {
+      for (let i = 0; ; i++) {
+        advanced += 1;
+        yield { data: `event ${i}` };
+      }
+    })(),
+    { keepAlive: false },
+  ).body as ReadableStream<Uint8Array>;
+  const stalledReader = stalled.getReader();
+  await stalledReader.read();
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  await stalledReader.cancel();
+  return Response.json({ reads, text, advanced });
 }
