@@ -117,9 +117,9 @@ export class DirectBody implements Sink {
 
   /**
    * Hands a source's stream off before its first read: it then writes while fewer than `PENDING_WRITES` writes and
-   * `PENDING_BYTES` bytes are pending. Any other stream (a channel subscriber, written to whatever its backlog) is read here a chunk at a time, each once the
-   * last one has been taken: Bun copies what it is given, so a subscriber written straight into Bun would hold up to its
-   * channel's cap there, per stalled client, outside the heap.
+   * `PENDING_BYTES` bytes are pending. Any other stream (a channel subscriber, written to whatever its backlog) is read
+   * here a chunk at a time, each once the last one has been taken: Bun copies what it is given, so a subscriber written
+   * straight into Bun would hold up to its channel's cap there, per stalled client, outside the heap.
    */
   async #pump(): Promise<void> {
     if (this.#stream.handOff(this)) return;
