@@ -12,7 +12,7 @@ import { createEventStream, H3 } from "h3";
 import { Hono } from "hono";
 import { streamSSE } from "hono/streaming";
 
-// BENCH_LIB points at a private build (bench/try.mjs measures a patched copy of src that way).
+// BENCH_LIB names a private build's index.js, measured in place of dist/ (an older commit's, or a patched copy).
 const lib = await import(process.env.BENCH_LIB || "eventsource-server");
 
 const HEADERS = { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache" };

@@ -18,12 +18,19 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 const utf8 = new TextEncoder();
 const bytesOf = (e) => utf8.encode(template(e));
 
+/** An entry of this library: of its dist/, or of the private build whose index.js `BENCH_LIB` names. */
+function ourEntry(name) {
+  const { BENCH_LIB } = process.env;
+  if (!BENCH_LIB) return name === "index" ? "eventsource-server" : `eventsource-server/${name}`;
+  return new URL(`${name}.js`, new URL(BENCH_LIB, "file:///")).href;
+}
+
 /**
  * The one place that turns a Fetch handler into a `node:http` listener for this library: its own Node entry,
  * with `compress: true` for the compression scenario's routes only.
  */
 async function nodeListener(handler) {
-  const { toNodeHandler } = await import("eventsource-server/node");
+  const { toNodeHandler } = await import(ourEntry("node"));
   const plain = toNodeHandler(handler);
   const compressed = toNodeHandler(handler, { compress: true });
   return (req, res) => (req.url.startsWith("/orders") ? compressed : plain)(req, res);
@@ -87,7 +94,7 @@ const silent = () => ({
 
 // ---------------------------------------------------------------- this library
 async function ours(ctx) {
-  const lib = await import(process.env.BENCH_LIB || "eventsource-server");
+  const lib = await import(ourEntry("index"));
   const { counters, events } = ctx;
   const channel = new lib.EventChannel();
   async function* stream() {
