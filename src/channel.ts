@@ -244,6 +244,11 @@ class Subscriber implements Producer {
     return this.resume === undefined;
   }
 
+  /** Its cap, and its replay's pages, are counted in bytes. */
+  get countsBytes(): boolean {
+    return true;
+  }
+
   lastText(last: EventInput, where: string): string {
     resumableId(where, last);
     return encodeWith(last, this.#options.serialize, where);

@@ -40,7 +40,9 @@ export class DirectBody implements Sink {
   /** The writes whose bytes have not been taken yet. */
   #writes = 0;
   readonly #stream: HandOff;
-  readonly #reader: ReadableStreamDefaultReader<Uint8Array>;
+  readonly #body: ReadableStream<Uint8Array>;
+  /** Made only when the body is read here: a source's stream, handed off, never is. */
+  #reader: ReadableStreamDefaultReader<Uint8Array> | undefined;
   #controller!: DirectController;
   #closed = false;
   /** Set by `end()` while bytes are pending: the response ends once they are taken, or is dropped 5 s later. */
@@ -48,9 +50,9 @@ export class DirectBody implements Sink {
   /** Resolves `pull`'s promise, which Bun reads as the end of the body. */
   #done: (() => void) | undefined;
 
-  constructor(stream: HandOff, reader: ReadableStreamDefaultReader<Uint8Array>) {
+  constructor(stream: HandOff, body: ReadableStream<Uint8Array>) {
     this.#stream = stream;
-    this.#reader = reader;
+    this.#body = body;
   }
 
   pull(controller: DirectController): Promise<void> {
@@ -63,7 +65,7 @@ export class DirectBody implements Sink {
 
   cancel(reason: unknown): Promise<void> {
     this.#finish();
-    return this.#reader.cancel(reason);
+    return (this.#reader ?? this.#body).cancel(reason);
   }
 
   /**
@@ -123,10 +125,12 @@ export class DirectBody implements Sink {
    */
   async #pump(): Promise<void> {
     if (this.#stream.handOff(this)) return;
+    const reader = this.#body.getReader();
+    this.#reader = reader;
     while (!this.#closed) {
       let result: ReadableStreamReadResult<Uint8Array>;
       try {
-        result = await this.#reader.read();
+        result = await reader.read();
       } catch (error) {
         this.fail(error);
         return;

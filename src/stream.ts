@@ -28,10 +28,12 @@ export type EndReason = StreamEnd["reason"];
 const COMMENT = ":\n\n";
 
 /**
- * Counted in bytes, with a high-water mark of one: `pull` is called exactly when nothing is queued, and the bytes the
- * client has not read yet are `1 - desiredSize`.
+ * A high-water mark of one: `pull` is called exactly when nothing is queued. Counted in bytes, the bytes the client has
+ * not read yet are `1 - desiredSize`; counted in chunks (the default, which costs Deno less memory per stream), that
+ * is how many chunks it has not read.
  */
-const QUEUE: QueuingStrategy<Uint8Array> = { highWaterMark: 1, size: (chunk) => chunk.byteLength };
+const BYTES: QueuingStrategy<Uint8Array> = { highWaterMark: 1, size: (chunk) => chunk.byteLength };
+const CHUNKS: QueuingStrategy<Uint8Array> = { highWaterMark: 1 };
 
 /** What feeds a stream. */
 export interface Producer {
@@ -47,10 +49,24 @@ export interface Producer {
   drained?(): void;
   /** Whether it writes only when pulled (a source): handed off, its stream then pulls it while the sink takes more. */
   readonly driven?: boolean;
+  /**
+   * Whether it must know how many bytes its client has not read (a channel's cap, a replay's pages), rather than only
+   * whether there are any: its stream's queue then counts bytes.
+   */
+  readonly countsBytes?: boolean;
   /** `last` as this stream's final event, encoded; throws the `TypeError` it deserves. */
   lastText(last: EventInput, where: string): string;
   /** The stream ends now with a final event: write first what its client is owed (a resume's replay). */
   flush?(): void;
+}
+
+/** What `onClose` is told of a stream, counted as it goes. */
+interface Tally {
+  onClose: NonNullable<StreamOptions["onClose"]>;
+  created: number;
+  events: number;
+  bytes: number;
+  lastEventId: string | null | undefined;
 }
 
 /**
@@ -93,27 +109,23 @@ export class EventStream implements Watched, AbortTarget, Drainable {
   #onPulled: (() => void) | undefined;
   // Whether the one pull allowed past a full sink has been made (see #drive).
   #ahead = false;
-  // What onClose is told; counted whether or not there is an onClose, since a count costs less than a test.
-  #onClose: StreamOptions["onClose"];
-  readonly #created = Date.now();
-  #events = 0;
-  #bytes = 0;
-  #lastEventId: string | null | undefined;
+  /** What `onClose` will be told: counted only for a stream that has one, so an idle stream holds one field for it. */
+  #tally: Tally | undefined;
 
   constructor(producer: Producer, options: StreamOptions) {
     this.#producer = producer;
     this.#options = options;
-    this.#onClose = options.onClose;
-    // Read now: the request is let go of at the first read.
-    if (options.onClose !== undefined && options.request !== undefined)
-      this.#lastEventId = lastEventId(options.request);
+    const { onClose, request } = options;
+    // The request's id is read now: the request is let go of at the first read.
+    if (onClose !== undefined)
+      this.#tally = { onClose, created: Date.now(), events: 0, bytes: 0, lastEventId: request && lastEventId(request) };
   }
 
   /** The stream as a response body, offered to Node's entry (see handoff.ts). */
   body(): ReadableStream<Uint8Array> {
-    let body = new ReadableStream<Uint8Array>(this, QUEUE);
+    let body = new ReadableStream<Uint8Array>(this, this.#producer.countsBytes ? BYTES : CHUNKS);
     if (bodiesAreDirect) {
-      this.#direct = new DirectBody(this, body.getReader());
+      this.#direct = new DirectBody(this, body);
       body = new ReadableStream(this.#direct as unknown as UnderlyingSource<Uint8Array>, { highWaterMark: 1 });
     }
     offerHandOff(body, this);
@@ -132,7 +144,7 @@ export class EventStream implements Watched, AbortTarget, Drainable {
     const first = freshBytes(options.retry === undefined ? COMMENT : `retry: ${options.retry}\n\n`);
     controller.enqueue(first);
     this.#first = first;
-    this.#bytes = first.byteLength;
+    if (this.#tally !== undefined) this.#tally.bytes = first.byteLength;
     const { signal, request } = options;
     if (signal?.aborted) {
       this.end("signal", signal.reason);
@@ -201,20 +213,23 @@ export class EventStream implements Watched, AbortTarget, Drainable {
   write(bytes: Uint8Array, now?: number): void {
     if (this.#sink === undefined) this.#controller.enqueue(bytes);
     else this.#sink.write(bytes);
-    this.#bytes += bytes.byteLength;
+    if (this.#tally !== undefined) this.#tally.bytes += bytes.byteLength;
     // A stream that is not watched (no keep-alive, or not yet read) pays for no clock read.
     if (this.silenceMs !== 0) this.lastWrite = now ?? Date.now();
   }
 
   /** Counts an event written, for `onClose`: `dispatches` when it carries data or an event type. */
   counted(dispatches: boolean, id: string | undefined): void {
-    if (dispatches) this.#events++;
-    if (id !== undefined) this.#lastEventId = id;
+    const tally = this.#tally;
+    if (tally === undefined) return;
+    if (dispatches) tally.events++;
+    if (id !== undefined) tally.lastEventId = id;
   }
 
   /** Counts an input written, for `onClose`. */
   countInput(input: EventInput): void {
-    if (typeof input === "string") this.#events++;
+    if (this.#tally === undefined) return;
+    if (typeof input === "string") this.counted(true, undefined);
     else this.counted(input.data !== undefined || input.event !== undefined, input.id?.toString());
   }
 
@@ -224,7 +239,7 @@ export class EventStream implements Watched, AbortTarget, Drainable {
     this.write(this.#pool.bytes(text));
   }
 
-  /** Bytes written that its client has not taken yet. */
+  /** Bytes written that its client has not taken yet; chunks, unless its producer `countsBytes` (see `CHUNKS`). */
   unread(): number {
     if (this.#sink !== undefined) return this.#sink.unread();
     return 1 - (this.#controller.desiredSize ?? 1) + (this.#direct?.pending ?? 0);
@@ -336,19 +351,12 @@ export class EventStream implements Watched, AbortTarget, Drainable {
     }
     this.heldRequest = undefined;
     if (closeBody) this.#close();
-    if (this.#onClose !== undefined) this.#tell(reason);
+    if (this.#tally !== undefined) this.#tell(this.#tally, reason);
   }
 
-  #tell(reason: EndReason): void {
-    const onClose = this.#onClose as NonNullable<StreamOptions["onClose"]>;
-    this.#onClose = undefined;
-    const end = {
-      reason,
-      events: this.#events,
-      bytes: this.#bytes,
-      duration: Date.now() - this.#created,
-      lastEventId: this.#lastEventId ?? null,
-    };
+  #tell({ onClose, created, events, bytes, lastEventId }: Tally, reason: EndReason): void {
+    this.#tally = undefined;
+    const end = { reason, events, bytes, duration: Date.now() - created, lastEventId: lastEventId ?? null };
     try {
       const told = onClose(end);
       if (isThenable(told)) told.then(undefined, (error) => report(error, "onClose failed"));
