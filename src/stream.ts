@@ -11,7 +11,6 @@ import { type Drainable, openStreams } from "./drain.ts";
 import { isThenable, report } from "./errors.ts";
 import { offerHandOff, type Sink, signalIsOwn, UNREAD_GRACE_MS, unreadError } from "./handoff.ts";
 import { deadline, type Schedule, unwatch, type Watched, watch } from "./keep-alive.ts";
-import { lastEventId } from "./last-event-id.ts";
 import type { StreamOptions } from "./options.ts";
 import {
   bodiesAreDirect,
@@ -19,6 +18,7 @@ import {
   requestSignalNeedsItsRequest,
   timersOutliveTheirRequest,
 } from "./runtime.ts";
+import { Tally } from "./stream-end.ts";
 import type { EventInput, StreamEnd } from "./types.ts";
 
 /** Why a stream ended: one word, as `onClose` is told it. */
@@ -58,15 +58,6 @@ export interface Producer {
   lastText(last: EventInput, where: string): string;
   /** The stream ends now with a final event: write first what its client is owed (a resume's replay). */
   flush?(): void;
-}
-
-/** What `onClose` is told of a stream, counted as it goes. */
-interface Tally {
-  onClose: NonNullable<StreamOptions["onClose"]>;
-  created: number;
-  events: number;
-  bytes: number;
-  lastEventId: string | null | undefined;
 }
 
 /**
@@ -109,16 +100,13 @@ export class EventStream implements Watched, AbortTarget, Drainable {
   #onPulled: (() => void) | undefined;
   // Whether the one pull allowed past a full sink has been made (see #drive).
   #ahead = false;
-  /** What `onClose` will be told: counted only for a stream that has one, so an idle stream holds one field for it. */
+  /** What `onClose` will be told, for a stream that has one. */
   #tally: Tally | undefined;
 
   constructor(producer: Producer, options: StreamOptions) {
     this.#producer = producer;
     this.#options = options;
-    const { onClose, request } = options;
-    // The request's id is read now: the request is let go of at the first read.
-    if (onClose !== undefined)
-      this.#tally = { onClose, created: Date.now(), events: 0, bytes: 0, lastEventId: request && lastEventId(request) };
+    if (options.onClose !== undefined) this.#tally = new Tally(options.onClose, options.request);
   }
 
   /** The stream as a response body, offered to Node's entry (see handoff.ts). */
@@ -144,7 +132,7 @@ export class EventStream implements Watched, AbortTarget, Drainable {
     const first = freshBytes(options.retry === undefined ? COMMENT : `retry: ${options.retry}\n\n`);
     controller.enqueue(first);
     this.#first = first;
-    if (this.#tally !== undefined) this.#tally.bytes = first.byteLength;
+    this.#tally?.wrote(first.byteLength);
     const { signal, request } = options;
     if (signal?.aborted) {
       this.end("signal", signal.reason);
@@ -213,24 +201,19 @@ export class EventStream implements Watched, AbortTarget, Drainable {
   write(bytes: Uint8Array, now?: number): void {
     if (this.#sink === undefined) this.#controller.enqueue(bytes);
     else this.#sink.write(bytes);
-    if (this.#tally !== undefined) this.#tally.bytes += bytes.byteLength;
+    this.#tally?.wrote(bytes.byteLength);
     // A stream that is not watched (no keep-alive, or not yet read) pays for no clock read.
     if (this.silenceMs !== 0) this.lastWrite = now ?? Date.now();
   }
 
   /** Counts an event written, for `onClose`: `dispatches` when it carries data or an event type. */
   counted(dispatches: boolean, id: string | undefined): void {
-    const tally = this.#tally;
-    if (tally === undefined) return;
-    if (dispatches) tally.events++;
-    if (id !== undefined) tally.lastEventId = id;
+    this.#tally?.counted(dispatches, id);
   }
 
   /** Counts an input written, for `onClose`. */
   countInput(input: EventInput): void {
-    if (this.#tally === undefined) return;
-    if (typeof input === "string") this.counted(true, undefined);
-    else this.counted(input.data !== undefined || input.event !== undefined, input.id?.toString());
+    this.#tally?.countInput(input);
   }
 
   /** Writes a text in this stream's own memory. */
@@ -351,18 +334,8 @@ export class EventStream implements Watched, AbortTarget, Drainable {
     }
     this.heldRequest = undefined;
     if (closeBody) this.#close();
-    if (this.#tally !== undefined) this.#tell(this.#tally, reason);
-  }
-
-  #tell({ onClose, created, events, bytes, lastEventId }: Tally, reason: EndReason): void {
+    this.#tally?.tell(reason);
     this.#tally = undefined;
-    const end = { reason, events, bytes, duration: Date.now() - created, lastEventId: lastEventId ?? null };
-    try {
-      const told = onClose(end);
-      if (isThenable(told)) told.then(undefined, (error) => report(error, "onClose failed"));
-    } catch (error) {
-      report(error, "onClose failed");
-    }
   }
 
   /** Ends the stream with its body errored: the client sees a failure, not a clean end. */
