@@ -98,6 +98,22 @@ class BalancedClient {
     return undefined;
   }
 
+  /** What a failure message needs to tell why this client is behind: its last tick, and its last connections. */
+  describe(): object {
+    return {
+      lastId: this.lastId,
+      resets: this.seen.filter((entry) => entry.kind === "reset").length,
+      readyState: this.#source.readyState,
+      movesPending: this.#moves,
+      connections: this.connections.slice(-3).map(({ origin, sentId, openedAt, end }) => ({
+        origin,
+        sentId,
+        opened: openedAt !== undefined,
+        end,
+      })),
+    };
+  }
+
   /** Breaks the open connection now, or the next one as soon as it opens. */
   move(): void {
     this.#moves += 1;
@@ -255,7 +271,10 @@ export async function underFaults(
       })(),
       20_000,
       "every client to get the last event",
-    );
+    ).catch((error: Error) => {
+      const behind = clients.filter((client) => client.lastId !== last).map((client) => client.describe());
+      throw new Error(`${error.message} (${last}); those behind: ${JSON.stringify(behind)}`);
+    });
     const served = await within(killed ?? Promise.resolve([]), 10_000, "the killed instance to start again");
     for (const client of clients) client.close();
 
